@@ -41,4 +41,4 @@ bench: setup
 	$(BIN)/python tests/bench.py $(NOTEBOOKS)
 
 outputs: setup
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace $(NOTEBOOKS)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)

@@ -1,0 +1,104 @@
+"""Benchmark the series: run each notebook headless, report wall time and peak memory.
+
+Usage: python tests/bench.py notebooks/01_architecture.ipynb [...]   (or `make bench`)
+
+Each notebook runs in a fresh process (kernel start included). Beside the
+notebooks we measure, in the same run, the bare `import torch, transformers,
+peft` and the time to load the offline model, because the targets are
+written in those units:
+
+- each notebook: wall time <= 2 x bare import + model load;
+- the whole series: <= 180 s, and no notebook above 3 GB of peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SERIES_SECONDS = 180.0
+PEAK_LIMIT_MB = 3 * 1024
+REPEATS = 3
+
+EXECUTE_ONE = """
+import json, resource, sys, time
+import nbformat
+from nbclient import NotebookClient
+path = sys.argv[1]
+notebook = nbformat.read(path, as_version=4)
+start = time.perf_counter()
+NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+seconds = time.perf_counter() - start
+children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "peak_mb": max(children, own) / 1024}))
+"""
+
+
+def timed_python(code: str) -> float:
+    """Wall seconds of a fresh ``python -c code``."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - start
+
+
+def median_seconds(code: str) -> float:
+    return statistics.median(timed_python(code) for _ in range(REPEATS))
+
+
+LOAD_MODEL = """
+import time, helpers
+start = time.perf_counter()
+helpers.load_model()
+print(time.perf_counter() - start)
+"""
+
+
+def model_load_seconds() -> float:
+    """Seconds `helpers.load_model()` takes in a fresh process (its lazy imports included)."""
+    runs = []
+    for _ in range(REPEATS):
+        result = subprocess.run([sys.executable, "-c", LOAD_MODEL], check=True, capture_output=True, text=True)
+        runs.append(float(result.stdout.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
+def run_notebook(path: Path) -> dict:
+    """Execute one notebook in a fresh process; return its seconds and peak memory (MB)."""
+    result = subprocess.run(
+        [sys.executable, "-c", EXECUTE_ONE, str(path), str(path.parent)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(paths: list[str]) -> int:
+    bare_import = median_seconds("import torch, transformers, peft")
+    model_load = model_load_seconds()
+    budget = 2 * bare_import + model_load
+    print(f"bare import torch, transformers, peft: {bare_import:6.2f} s (median of {REPEATS})")
+    print(f"offline model load, helpers.load_model(): {model_load:6.2f} s (median of {REPEATS})")
+    print(f"per-notebook budget = 2 x import + load = {budget:.2f} s")
+    print()
+    print(f"{'notebook':40s} {'seconds':>8s} {'peak MB':>8s}  verdict")
+    failures = 0
+    total = 0.0
+    for path in map(Path, paths):
+        run = run_notebook(path)
+        total += run["seconds"]
+        ok = run["seconds"] <= budget and run["peak_mb"] <= PEAK_LIMIT_MB
+        failures += not ok
+        print(f"{path.name:40s} {run['seconds']:8.2f} {run['peak_mb']:8.0f}  {'ok' if ok else 'OVER BUDGET'}")
+    series_ok = total <= SERIES_SECONDS
+    failures += not series_ok
+    print(f"{'whole series':40s} {total:8.2f} {'':8s}  {'ok' if series_ok else 'OVER 180 s'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

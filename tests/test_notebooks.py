@@ -1,0 +1,110 @@
+"""The notebooks as documents: structure, committed outputs, no leaks, no untraced numbers.
+
+nbval (run by `make test`) re-executes every notebook and compares each output;
+these tests check what nbval does not.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+LEAK = re.compile(r"/tmp/|/root/|/home/|/Users/|hf_[A-Za-z0-9]{20,}")
+BIG_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+|\d{4,}")
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def output_text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append(output.get("text", ""))
+        for mime, data in output.get("data", {}).items():
+            if mime.startswith("text/"):
+                parts.append(data if isinstance(data, str) else "".join(data))
+    return "".join(parts)
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.name)
+def notebook(request):
+    return request.param, read(request.param)
+
+
+def test_series_is_numbered_from_01():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, len(NOTEBOOKS) + 1)]
+    assert len(NOTEBOOKS) >= 2
+
+
+def test_each_notebook_has_the_course_structure(notebook):
+    path, nb = notebook
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.name[:2]} ·")
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for heading in ["**What you will learn**", "**Prerequisites**", "## Check yourself", "## Summary"]:
+        assert heading in markdown, f"{path.name} lacks {heading}"
+    assert "helpers.check_answer(" in "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+
+
+def test_outputs_come_from_one_top_to_bottom_run(notebook):
+    path, nb = notebook
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code_cells] == list(range(1, len(code_cells) + 1)), path.name
+    for cell in code_cells:
+        assert not any(o.output_type == "error" for o in cell.outputs), cell.source[:60]
+        assert not any(o.get("name") == "stderr" for o in cell.outputs), f"stderr in {path.name}: {cell.source[:60]}"
+
+
+def test_no_dead_or_empty_cells(notebook):
+    _, nb = notebook
+    for cell in nb.cells:
+        assert cell.source.strip(), "empty cell"
+
+
+def test_outputs_hold_no_machine_path_user_or_token(notebook):
+    path, nb = notebook
+    for cell in nb.cells:
+        text = output_text(cell)
+        assert not LEAK.search(text), f"{path.name}: {LEAK.search(text).group()} in output of {cell.source[:60]!r}"
+
+
+def test_only_variable_outputs_are_exempt_from_nbval(notebook):
+    """NBVAL markers are for outputs that depend on the machine, never for counts."""
+    path, nb = notebook
+    for cell in nb.cells:
+        if "NBVAL_SKIP" in cell.source or "NBVAL_CHECK_OUTPUT" in cell.source:
+            pytest.fail(f"{path.name}: NBVAL_SKIP/NBVAL_CHECK_OUTPUT is not used in this series")
+        if "NBVAL_IGNORE_OUTPUT" in cell.source:
+            assert "hf_token()" in cell.source, f"{path.name}: only the Hub cell may ignore its output"
+
+
+def test_numbers_in_prose_were_computed_by_the_notebook(notebook):
+    """A number of four digits or more typed in the prose must appear in one of the notebook's outputs."""
+    path, nb = notebook
+    outputs = "".join(output_text(c) for c in nb.cells).replace(",", "")
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for number in BIG_NUMBER.findall(cell.source):
+            assert number.replace(",", "") in outputs, f"{path.name}: {number} is typed in prose but no output computes it"
+
+
+def test_token_never_reaches_an_output(tmp_path):
+    """Run notebook 01 with a (fake) HF_TOKEN set and check no output contains it."""
+    fake_token = "hf_" + "T0kenThatMustNeverBePrinted" * 2
+    path = NOTEBOOK_DIR / "01_architecture.ipynb"
+    nb = read(path)
+    env = {**os.environ, "HF_TOKEN": fake_token, "HF_HUB_OFFLINE": "1"}
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client.execute(env=env)
+    hub_cell = next(c for c in nb.cells if "hf_token()" in c.source)
+    assert "HF_TOKEN found" in output_text(hub_cell)
+    for cell in nb.cells:
+        assert fake_token not in output_text(cell)
+        assert fake_token[:12] not in output_text(cell)
