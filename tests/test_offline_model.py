@@ -89,6 +89,15 @@ def test_interrupted_provisioning_leaves_nothing_behind(empty_cache, tiny_conver
     assert list(empty_cache.iterdir()) == [], "no half-written folder may remain"
 
 
+def test_leftovers_of_a_killed_run_are_cleared(empty_cache, tiny_conversion):
+    """A run killed outright (no chance to clean up) leaves a .partial- folder; the next run removes it."""
+    leftover = empty_cache / ".partial-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"half a file")
+    helpers.provision_model(verbose=False)
+    assert [p.name for p in empty_cache.iterdir()] == ["SmolLM2-135M-Instruct"]
+
+
 def test_missing_package_says_how_to_install_it(empty_cache, monkeypatch):
     real_find_spec = importlib.util.find_spec
 
@@ -111,7 +120,7 @@ def test_real_model_loads_offline_and_answers(no_network):
     model, tokenizer = helpers.load_model()
     # Figures measured in the design guide (§4), independently of this code.
     assert type(model).__name__ == "LlamaForCausalLM"
-    assert helpers.count_parameters(model) == 134_515_008
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert all(p.device == torch.device("cpu") and p.dtype == torch.float32 for p in model.parameters())
     assert helpers.chat(model, tokenizer, "What is the capital of France?") == "The capital of France is Paris."
 
