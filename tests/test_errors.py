@@ -58,10 +58,19 @@ def test_load_model_other_than_default_offline(no_network):
         helpers.load_model("meta-llama/Llama-3.2-1B-Instruct")
 
 
-def test_config_that_is_not_json(tmp_path):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"model_type": "llama", "hidden_size": 2048,', "not valid JSON"),  # cut short
+        ("[1, 2, 3]", "no 'model_type' field"),  # JSON, but not an object
+        (json.dumps({"model_type": "llamma", "hidden_size": 64}), "'llamma'.*Check the spelling"),
+    ],
+    ids=["truncated", "list", "misspelt-model-type"],
+)
+def test_malformed_config_file(tmp_path, text, message):
     path = tmp_path / "config.json"
-    path.write_text('{"model_type": "llama", "hidden_size": 2048,')
-    with pytest.raises(ValueError, match="not valid JSON"):
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
         helpers.build_skeleton(path)
 
 
@@ -70,22 +79,8 @@ def test_config_without_model_type(tmp_path):
     del settings["model_type"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(settings))
-    with pytest.raises(ValueError, match="model_type"):
+    with pytest.raises(ValueError, match="no 'model_type' field.*Add it"):
         helpers.build_skeleton(str(path))
-
-
-def test_config_that_is_a_list_not_an_object(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text("[1, 2, 3]")
-    with pytest.raises(ValueError, match="model_type"):
-        helpers.build_skeleton(path)
-
-
-def test_config_with_unknown_model_type(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"model_type": "llamma", "hidden_size": 64}))
-    with pytest.raises(ValueError, match="'llamma'"):
-        helpers.build_skeleton(path)
 
 
 def test_missing_config_file(tmp_path):
