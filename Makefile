@@ -29,8 +29,11 @@ $(INSTALLED): requirements.txt | $(BIN)/python
 setup: $(INSTALLED)
 	$(BIN)/python helpers.py
 
+# Jupyter refuses to run as root unless told; containers and cloud boxes often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
 # pytest exits with 5 when it collects no test; that is not a failure of the course.
 test: setup

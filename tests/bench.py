@@ -71,6 +71,26 @@ def model_load_seconds() -> tuple[float, float]:
     return statistics.median(first), statistics.median(second)
 
 
+BUILD_SKELETONS = """
+import time, helpers
+helpers.build_skeleton(helpers.DEFAULT_MODEL)  # warm-up: first use imports the model code
+for name in helpers.catalog():
+    start = time.perf_counter()
+    helpers.build_skeleton(name)
+    print(name, time.perf_counter() - start)
+"""
+
+
+def skeleton_seconds() -> dict[str, float]:
+    """Seconds to build each catalog model on the meta device (after a warm-up build)."""
+    result = subprocess.run([sys.executable, "-c", BUILD_SKELETONS], check=True, capture_output=True, text=True)
+    timings = {}
+    for line in result.stdout.strip().splitlines():
+        name, seconds = line.rsplit(" ", 1)
+        timings[name] = float(seconds)
+    return timings
+
+
 def run_notebook(path: Path) -> dict:
     """Execute one notebook in a fresh process; return its seconds and peak memory (MB)."""
     result = subprocess.run(
@@ -87,6 +107,8 @@ def main(paths: list[str]) -> int:
     print(f"bare import torch, transformers, peft:  {bare_import:6.2f} s (median of {REPEATS})")
     print(f"helpers.load_model(), first call:       {model_load:6.2f} s (its lazy imports included)")
     print(f"helpers.load_model(), imports warm:     {warm_load:6.2f} s")
+    slowest_name, slowest = max(skeleton_seconds().items(), key=lambda item: item[1])
+    print(f"slowest meta-device skeleton:           {slowest:6.2f} s ({slowest_name})")
     print(f"per-notebook budget = 2 x import + load = {budget:.2f} s")
     print()
     print(f"{'notebook':40s} {'seconds':>8s} {'peak MB':>8s}  verdict")
