@@ -103,24 +103,11 @@ def is_provisioned(folder: Path | None = None) -> bool:
     return all((folder / name).is_file() for name in needed)
 
 
-def provision_model(verbose: bool = True) -> Path:
-    """Dequantise the packaged 4-bit (Q4_1) GGUF model once into a float32 cache; reuse it afterwards.
-
-    The conversion is written to a temporary folder and renamed into place at
-    the end, so an interrupted run leaves nothing half-written behind.
-    """
-    target = model_cache_dir()
-    if is_provisioned(target):
-        if verbose:
-            print(f"Offline model ready ({DEFAULT_MODEL}).")
-        return target
-
-    gguf_path = find_gguf_file()
+def dequantise_gguf(gguf_path: Path) -> tuple[nn.Module, object]:
+    """Load a GGUF file as a plain float32 model (without its quantization config), and its tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()
-    if verbose:
-        print(f"Converting {GGUF_FILE} once into {target} (under a minute)...")
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
@@ -133,20 +120,35 @@ def provision_model(verbose: bool = True) -> Path:
     plain_model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**settings))
     plain_model.load_state_dict(gguf_model.state_dict())
     plain_model.generation_config = gguf_model.generation_config
+    return plain_model, tokenizer
 
+
+def save_all_or_nothing(model: nn.Module, tokenizer, target: Path) -> None:
+    """Save into a temporary sibling folder, then rename it to ``target``: never a half-written ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for leftover in target.parent.glob(".partial-*"):  # from a run that was killed outright
         shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the model is not a secret
     try:
-        plain_model.save_pretrained(staging)
+        model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if target.exists():  # an incomplete leftover from an older layout
+        if target.exists():  # an incomplete folder left by some other tool
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def provision_model(verbose: bool = True) -> Path:
+    """Dequantise the packaged 4-bit (Q4_1) model once into a float32 cache; reuse it afterwards."""
+    target = model_cache_dir()
+    if not is_provisioned(target):
+        gguf_path = find_gguf_file()
+        if verbose:
+            print(f"Converting {GGUF_FILE} once into {target} (under a minute)...")
+        model, tokenizer = dequantise_gguf(gguf_path)
+        save_all_or_nothing(model, tokenizer, target)
     if verbose:
         print(f"Offline model ready ({DEFAULT_MODEL}).")
     return target
