@@ -412,6 +412,20 @@ def parameters_by_part(model: nn.Module) -> pd.DataFrame:
     return parts
 
 
+def count_with_peft(source, lora_config) -> tuple[int, int]:
+    """PEFT's own ``(trainable, all)`` counts for ``lora_config`` on a fresh skeleton of ``source``.
+
+    A fresh skeleton each time, because ``get_peft_model`` changes the model it wraps.
+    "all" includes the adapters, as in PEFT's ``print_trainable_parameters``.
+    """
+    from peft import get_peft_model
+
+    quiet_transformers()
+    with torch.device("meta"):  # create A and B without memory, like the skeleton itself
+        peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
+    return peft_model.get_nb_trainable_parameters()
+
+
 # ---------------------------------------------------------------------------
 # Presentation
 # ---------------------------------------------------------------------------
@@ -450,6 +464,53 @@ def plot_shares(shares: pd.DataFrame, title: str):
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def lora_calculator(model_id: str = "meta-llama/Llama-3.2-1B-Instruct", rank: int = 16, targets=("q_proj", "v_proj")):
+    """An interactive LoRA calculator (ipywidgets): pick a catalog model, a rank and targets.
+
+    Prints the answer for the starting values first, so a printed or tested copy
+    of the notebook still shows one; then shows the widgets.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    skeletons = {}
+
+    def skeleton_of(name: str) -> nn.Module:
+        if name not in skeletons:  # build each model once, however often it is picked
+            skeletons[name] = build_skeleton(name)
+        return skeletons[name]
+
+    def describe(name: str, r: int, chosen) -> str:
+        trainable = lora_count(skeleton_of(name), chosen, r)
+        base = sum(p.numel() for p in skeleton_of(name).parameters())
+        return f"{name}, r={r}, {', '.join(chosen)}: {trainable:,} trainable = {100 * trainable / base:.4f}% of {base:,}"
+
+    def tags_of(name: str) -> list[str]:
+        return list(dict.fromkeys(linear_layer_table(skeleton_of(name))["tag"]))
+
+    print(describe(model_id, rank, list(targets)))
+    model_box = widgets.Dropdown(options=catalog(), value=model_id, description="model")
+    rank_box = widgets.Dropdown(options=[2**k for k in range(9)], value=rank, description="rank r")
+    targets_box = widgets.SelectMultiple(options=tags_of(model_id), value=tuple(targets), description="targets")
+    answer = widgets.Label()
+
+    def update(_change=None) -> None:
+        chosen = list(targets_box.value)
+        answer.value = describe(model_box.value, rank_box.value, chosen) if chosen else "choose at least one target"
+
+    def model_changed(_change) -> None:
+        tags = tags_of(model_box.value)
+        targets_box.options = tags
+        targets_box.value = tuple(tags)  # start from all linear layers of the new model
+        update()
+
+    model_box.observe(model_changed, "value")
+    rank_box.observe(update, "value")
+    targets_box.observe(update, "value")
+    update()
+    display(widgets.VBox([model_box, rank_box, targets_box, answer]))
 
 
 def check_answer(answer, expected, hint: str) -> None:

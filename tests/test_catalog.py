@@ -222,3 +222,13 @@ def test_plot_shares_draws_one_segment_per_part_and_model():
     widths = sorted(round(patch.get_width(), 1) for patch in ax.patches)
     assert widths == [6.5, 20.0, 80.0, 93.5]
     assert [t.get_text() for t in ax.texts] == ["20.0%", "6.5%", "80.0%", "93.5%"]
+
+
+def test_count_with_peft_matches_a_direct_peft_call_and_leaves_no_weights():
+    targets = ["q_proj", "v_proj"]
+    trainable, everything = helpers.count_with_peft("google/gemma-2b-it", LoraConfig(r=8, target_modules=targets))
+    direct = get_peft_model(helpers.build_skeleton("google/gemma-2b-it"), LoraConfig(r=8, target_modules=targets))
+    assert (trainable, everything) == direct.get_nb_trainable_parameters()
+    # by hand: 18 layers, q_proj 2048 -> 2048 and v_proj 2048 -> 256 (one key/value head of 256)
+    assert trainable == 18 * 8 * ((2048 + 2048) + (256 + 2048))
+    assert everything == 2_506_172_416 + trainable
