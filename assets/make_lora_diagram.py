@@ -38,8 +38,8 @@ def arrow(ax, start: tuple[float, float], end: tuple[float, float]) -> None:
 
 
 def draw() -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(10, 5.2))
-    ax.set_xlim(0, 10)
+    fig, ax = plt.subplots(figsize=(10.5, 5.2))
+    ax.set_xlim(0, 10.5)
     ax.set_ylim(0, 5.2)
     ax.axis("off")
 
@@ -63,13 +63,13 @@ def draw() -> plt.Figure:
                          facecolor=TRAINABLE, edgecolor=INK, linewidth=1.5))
     ax.text(7.3, 2.9, "B  (m × r)", ha="center", va="center", fontsize=15, fontweight="bold", color=INK)
     arrow(ax, (7.3, 1.95), (7.3, 2.45))
-    ax.text(7.75, 2.2, "r numbers", ha="left", va="center", fontsize=10, color=INK)
+    ax.text(7.7, 2.2, "r numbers", ha="left", va="center", fontsize=12, color=INK)
     ax.text(7.3, 3.55, "× α / r", ha="center", va="center", fontsize=14, color=INK)
     arrow(ax, (5.4, 0.45), (7.3, 1.15))
     arrow(ax, (7.0, 3.75), (5.2, 4.25))
-    ax.text(9.0, 2.2, "trainable\nr · (n + m)\nnumbers", ha="left", va="center", fontsize=11, color=INK)
-    ax.text(8.2, 0.25, "B starts at 0: at first the pair adds nothing", ha="center", va="center",
-            fontsize=9.5, style="italic", color=INK)
+    ax.text(8.75, 1.55, "trainable:\nr · (m + n)\nnumbers", ha="left", va="center", fontsize=12, color=INK)
+    ax.text(8.75, 2.95, "B starts at 0:\nat first the pair\nadds nothing", ha="left", va="center",
+            fontsize=11, style="italic", color=INK)
     return fig
 
 
