@@ -389,6 +389,18 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
     return lora_trainables(zip(rows["m"], rows["n"]), rank)
 
 
+def linear_bias_params(model: nn.Module, tags: Iterable[str] | None = None) -> int:
+    """Bias parameters of the linear layers (only those whose tag is in ``tags``, if given); LM head excluded."""
+    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    total = 0
+    for name, module in model.named_modules():
+        if weight_shape(module) is None or module is lm_head or getattr(module, "bias", None) is None:
+            continue
+        if tags is None or name.rsplit(".", 1)[-1] in tags:
+            total += module.bias.numel()
+    return total
+
+
 def part_of_model(parameter_name: str) -> str:
     """Which part of a decoder-only transformer a parameter belongs to, from its name."""
     if "embed" in parameter_name or parameter_name.endswith(("wte.weight", "wpe.weight")):

@@ -232,3 +232,13 @@ def test_count_with_peft_matches_a_direct_peft_call_and_leaves_no_weights():
     # by hand: 18 layers, q_proj 2048 -> 2048 and v_proj 2048 -> 256 (one key/value head of 256)
     assert trainable == 18 * 8 * ((2048 + 2048) + (256 + 2048))
     assert everything == 2_506_172_416 + trainable
+
+
+def test_linear_bias_params_counts_qwen_qkv_biases_by_hand():
+    qwen = helpers.build_skeleton("Qwen/Qwen2.5-0.5B-Instruct")
+    c = qwen.config
+    head_dim = c.hidden_size // c.num_attention_heads
+    q_bias, kv_bias = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    assert helpers.linear_bias_params(qwen) == c.num_hidden_layers * (q_bias + 2 * kv_bias)
+    assert helpers.linear_bias_params(qwen, ["q_proj", "v_proj"]) == c.num_hidden_layers * (q_bias + kv_bias)
+    assert helpers.linear_bias_params(helpers.build_skeleton("meta-llama/Llama-3.2-1B-Instruct")) == 0
