@@ -330,6 +330,15 @@ def weight_shape(module: nn.Module) -> tuple[int, int] | None:
     return None
 
 
+def linear_modules(model: nn.Module, include_lm_head: bool = False):
+    """Yield ``(name, module, (m, n))`` for every linear-like layer; the LM head only if asked."""
+    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for name, module in model.named_modules():
+        shape = weight_shape(module)
+        if shape is not None and (include_lm_head or module is not lm_head):
+            yield name, module, shape
+
+
 def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.DataFrame:
     """One row per linear weight: ``name``, ``tag``, ``m`` (out), ``n`` (in), ``params`` (m·n).
 
@@ -337,13 +346,8 @@ def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.Da
     The LM head (the output embedding) is left out unless ``include_lm_head``.
     Biases are not counted: LoRA adapts the weight matrix only.
     """
-    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     rows = []
-    for name, module in model.named_modules():
-        shape = weight_shape(module)
-        if shape is None or (module is lm_head and not include_lm_head):
-            continue
-        m, n = shape
+    for name, _module, (m, n) in linear_modules(model, include_lm_head):
         rows.append({"name": name, "tag": name.rsplit(".", 1)[-1], "m": m, "n": n, "params": m * n})
     return pd.DataFrame(rows, columns=["name", "tag", "m", "n", "params"])
 
@@ -391,12 +395,9 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
 
 def linear_bias_params(model: nn.Module, tags: Iterable[str] | None = None) -> int:
     """Bias parameters of the linear layers (only those whose tag is in ``tags``, if given); LM head excluded."""
-    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     total = 0
-    for name, module in model.named_modules():
-        if weight_shape(module) is None or module is lm_head or getattr(module, "bias", None) is None:
-            continue
-        if tags is None or name.rsplit(".", 1)[-1] in tags:
+    for name, module, _shape in linear_modules(model):
+        if module.bias is not None and (tags is None or name.rsplit(".", 1)[-1] in tags):
             total += module.bias.numel()
     return total
 
