@@ -224,7 +224,7 @@ def test_plot_shares_draws_one_segment_per_part_and_model():
     assert [t.get_text() for t in ax.texts] == ["20.0%", "6.5%", "80.0%", "93.5%"]
 
 
-def test_count_with_peft_matches_a_direct_peft_call_and_leaves_no_weights():
+def test_count_with_peft_matches_a_direct_peft_call_and_a_hand_count():
     targets = ["q_proj", "v_proj"]
     trainable, everything = helpers.count_with_peft("google/gemma-2b-it", LoraConfig(r=8, target_modules=targets))
     direct = get_peft_model(helpers.build_skeleton("google/gemma-2b-it"), LoraConfig(r=8, target_modules=targets))
