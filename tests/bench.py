@@ -41,6 +41,12 @@ print(json.dumps({"seconds": seconds, "peak_mb": max(children, own) / 1024}))
 """
 
 
+def python_output(code: str, *args: str) -> list[str]:
+    """Lines printed by a fresh ``python -c code args...``."""
+    result = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    return result.stdout.strip().splitlines()
+
+
 def timed_python(code: str) -> float:
     """Wall seconds of a fresh ``python -c code``."""
     start = time.perf_counter()
@@ -65,8 +71,7 @@ def model_load_seconds() -> tuple[float, float]:
     """Seconds of `helpers.load_model()` in a fresh process: first call (lazy imports included), second call."""
     first, second = [], []
     for _ in range(REPEATS):
-        result = subprocess.run([sys.executable, "-c", LOAD_MODEL_TWICE], check=True, capture_output=True, text=True)
-        lines = result.stdout.strip().splitlines()
+        lines = python_output(LOAD_MODEL_TWICE)
         first.append(float(lines[-2]))
         second.append(float(lines[-1]))
     return statistics.median(first), statistics.median(second)
@@ -84,9 +89,8 @@ for name in helpers.catalog():
 
 def skeleton_seconds() -> dict[str, float]:
     """Seconds to build each catalog model on the meta device (after a warm-up build)."""
-    result = subprocess.run([sys.executable, "-c", BUILD_SKELETONS], check=True, capture_output=True, text=True)
     timings = {}
-    for line in result.stdout.strip().splitlines():
+    for line in python_output(BUILD_SKELETONS):
         name, seconds = line.rsplit(" ", 1)
         timings[name] = float(seconds)
     return timings
@@ -94,11 +98,7 @@ def skeleton_seconds() -> dict[str, float]:
 
 def run_notebook(path: Path) -> dict:
     """Execute one notebook in a fresh process; return its seconds and peak memory (MB)."""
-    result = subprocess.run(
-        [sys.executable, "-c", EXECUTE_ONE, str(path), str(path.parent)],
-        check=True, capture_output=True, text=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(python_output(EXECUTE_ONE, str(path), str(path.parent))[-1])
 
 
 def main(paths: list[str]) -> int:
