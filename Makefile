@@ -2,7 +2,9 @@
 #   make lab    set everything up, then open the notebooks in JupyterLab
 #   make test   set everything up, then run the tests and check every notebook's outputs
 # Other targets: make bench (time and memory of each notebook), make outputs
-# (re-execute the notebooks in place), make setup (install only).
+# (re-execute the notebooks in place), make course (badges, Colab cell, slide tags,
+# student copies), make slides, make handouts, make run MODEL=... RANK=... TARGETS=...,
+# make setup (install only).
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +16,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 # Executing notebooks with the project's kernel, not whatever Jupyter finds first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup lab test bench outputs
+.PHONY: setup lab test bench outputs course exercises slides handouts run
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +37,16 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
 
+# Debian's Chromium prints the handouts and drives the JupyterLab test; installed once, system-wide.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "Installing Debian's chromium package (handouts and the browser test need it)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	|| { echo "Could not install Chromium: install the Debian package 'chromium' (apt-get install chromium), then run make again."; exit 1; }
+
 # pytest exits with 5 when it collects no test; that is not a failure of the course.
-test: setup
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL) -p no:cacheprovider; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
@@ -45,3 +55,26 @@ bench: setup
 
 outputs: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)
+
+# Badges, the Colab cell and slide tags (from assets/course.json), then the student copies.
+course: $(INSTALLED)
+	$(BIN)/python assets/stamp_course.py
+	$(BIN)/python assets/make_exercises.py
+
+exercises: $(INSTALLED)
+	$(BIN)/python assets/make_exercises.py
+
+# A lecturer's variant of notebooks 02-04: make run MODEL=Qwen/Qwen2.5-0.5B-Instruct RANK=8 TARGETS=q_proj,v_proj
+MODEL ?= meta-llama/Llama-3.2-1B-Instruct
+RANK ?= 16
+TARGETS ?=
+run: setup
+	$(BIN)/python assets/run_variant.py --model "$(MODEL)" --rank "$(RANK)" --targets "$(TARGETS)"
+
+# Lecture mode: one reveal.js deck per notebook in build/slides/ (reveal.js is installed from npm, pinned, once).
+slides: $(INSTALLED)
+	$(BIN)/python assets/make_slides.py $(NOTEBOOKS)
+
+# Workshop handouts: HTML and A4 PDF per notebook in build/handouts/, printed by Debian's Chromium.
+handouts: $(INSTALLED) $(CHROMIUM)
+	$(BIN)/python assets/make_handouts.py $(NOTEBOOKS)

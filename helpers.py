@@ -352,6 +352,43 @@ def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.Da
     return pd.DataFrame(rows, columns=["name", "tag", "m", "n", "params"])
 
 
+def shape_fields(config) -> dict[str, int]:
+    """The config values that fix every linear shape, under the names Llama's config uses.
+
+    Families spell them differently: GPT-2 has ``n_inner`` (None means 4 x hidden) and no
+    ``head_dim``; Falcon has ``ffn_hidden_size`` and ``multi_query`` (one key/value head);
+    a missing ``head_dim`` is ``hidden_size / num_attention_heads``.
+    """
+    hidden = config.hidden_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
+        kv_heads = 1
+    else:
+        kv_heads = getattr(config, "num_key_value_heads", None) or getattr(config, "num_kv_heads", None) or heads
+    intermediate = getattr(config, "intermediate_size", None) or getattr(config, "ffn_hidden_size", None)
+    if intermediate is None:
+        intermediate = getattr(config, "n_inner", None) or 4 * hidden
+    return {
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "num_hidden_layers": config.num_hidden_layers,
+        "vocab_size": config.vocab_size,
+    }
+
+
+def attention_targets(table: pd.DataFrame) -> list[str]:
+    """Tags of the attention projections in a :func:`linear_layer_table` (q, k, v, o or their fused forms)."""
+    tags = []
+    for name, tag in zip(table["name"], table["tag"]):
+        if part_of_model(name) == "attention" and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
 def check_rank(rank) -> int:
     """Return ``rank`` if it is a positive whole number, else raise a clear ValueError."""
     if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:

