@@ -242,3 +242,51 @@ def test_linear_bias_params_counts_qwen_qkv_biases_by_hand():
     assert helpers.linear_bias_params(qwen) == c.num_hidden_layers * (q_bias + 2 * kv_bias)
     assert helpers.linear_bias_params(qwen, ["q_proj", "v_proj"]) == c.num_hidden_layers * (q_bias + kv_bias)
     assert helpers.linear_bias_params(helpers.build_skeleton("meta-llama/Llama-3.2-1B-Instruct")) == 0
+
+
+# shape_fields: one spelling of the shape-deciding config values, checked against what each family's
+# config.json says (hand-read values) and against the layers the skeleton really has.
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        # GPT-2: n_embd 768, n_head 12, n_inner null -> 4 x 768, no head_dim -> 768 / 12
+        ("openai-community/gpt2", {"hidden_size": 768, "intermediate_size": 3072, "num_key_value_heads": 12, "head_dim": 64}),
+        # Falcon-7B: multi_query true -> one key/value head; no ffn_hidden_size -> 4 x 4544
+        ("tiiuae/falcon-7b-instruct", {"hidden_size": 4544, "intermediate_size": 18176, "num_key_value_heads": 1, "head_dim": 64}),
+        # Phi-3-mini: 32 heads of 3072 / 32 = 96, as many key/value heads
+        ("microsoft/Phi-3-mini-4k-instruct", {"intermediate_size": 8192, "num_key_value_heads": 32, "head_dim": 96}),
+        # Llama-3.2-1B: grouped-query attention, 8 key/value heads of 64
+        ("meta-llama/Llama-3.2-1B-Instruct", {"hidden_size": 2048, "intermediate_size": 8192, "num_key_value_heads": 8, "head_dim": 64}),
+    ],
+)
+def test_shape_fields_reads_each_family(model, expected):
+    fields = helpers.shape_fields(helpers.load_config(model))
+    for name, value in expected.items():
+        assert fields[name] == value, name
+
+
+@pytest.mark.parametrize("model", helpers.catalog())
+def test_shape_fields_give_the_fused_or_separate_qkv_width(model):
+    fields = helpers.shape_fields(helpers.load_config(model))
+    q_out = fields["num_attention_heads"] * fields["head_dim"]
+    kv_out = fields["num_key_value_heads"] * fields["head_dim"]
+    table = helpers.linear_layer_table(helpers.build_skeleton(model))
+    first_layer = table[table["name"].str.contains(r"\.0\.")]
+    attention_in = first_layer[[helpers.part_of_model(n) == "attention" for n in first_layer["name"]]]
+    qkv_width = int(attention_in["m"].sum() - fields["hidden_size"])  # all attention outputs but o's
+    assert qkv_width == q_out + 2 * kv_out
+    assert len(table) == fields["num_hidden_layers"] * len(first_layer)
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("meta-llama/Llama-3.2-1B-Instruct", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+        ("microsoft/Phi-3-mini-4k-instruct", ["o_proj", "qkv_proj"]),
+        ("openai-community/gpt2", ["c_attn", "c_proj"]),
+        ("tiiuae/falcon-7b-instruct", ["query_key_value", "dense"]),
+    ],
+)
+def test_attention_targets(model, expected):
+    table = helpers.linear_layer_table(helpers.build_skeleton(model))
+    assert helpers.attention_targets(table) == expected
