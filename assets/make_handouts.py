@@ -211,19 +211,25 @@ def find_chromium() -> str:
     return chromium
 
 
+# Also used by tests/test_jupyterlab.py. No sandbox (we may run as root, in a container),
+# and none of Chromium's own traffic (updates, sync, field trials) on a network that may be closed.
+CHROMIUM_QUIET_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def chromium_print_command(chromium: str, html_path: Path, pdf_path: Path, profile_dir: Path) -> list[str]:
     """The command line that prints one page to PDF, quietly and without network chatter."""
     return [
         chromium,
         "--headless",
-        "--no-sandbox",  # we may run as root, in a container
-        "--disable-gpu",
-        # Without these, Chromium keeps trying to reach Google's servers.
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *CHROMIUM_QUIET_FLAGS,
         f"--user-data-dir={profile_dir}",  # a fresh profile: no state shared between runs
         "--no-pdf-header-footer",  # no date, file path or page numbers printed by Chromium
         f"--print-to-pdf={pdf_path}",
@@ -256,18 +262,23 @@ def make_handout(notebook: Path, output_dir: Path = OUTPUT_DIR) -> Path:
     return html_to_pdf(html_path, output_dir / f"{notebook.stem}.pdf")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: make the handouts of the given notebooks, or of all of them."""
-    parser = argparse.ArgumentParser(description="Render executed notebooks as printable A4 handouts (HTML and PDF).")
+def build_each(description: str, build_one, argv: list[str] | None = None) -> None:
+    """Command line shared with make_slides.py: build_one(notebook, output_dir) for each notebook given, or all."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to render (default: all numbered ones)")
-    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR, help=f"where to write (default: {OUTPUT_DIR})")
+    parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: under build/)")
     args = parser.parse_args(argv)
 
     notebooks = args.notebooks or default_notebooks()
     for notebook in notebooks:
         started = time.perf_counter()
-        pdf_path = make_handout(notebook, args.output_dir)
-        print(f"{pdf_path}  ({time.perf_counter() - started:.1f} s)")
+        written = build_one(notebook) if args.output_dir is None else build_one(notebook, args.output_dir)
+        print(f"{written}  ({time.perf_counter() - started:.1f} s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: make the handouts of the given notebooks, or of all of them."""
+    build_each("Render executed notebooks as printable A4 handouts (HTML and PDF).", make_handout, argv)
 
 
 if __name__ == "__main__":

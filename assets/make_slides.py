@@ -21,13 +21,11 @@ projector; the full output is in the notebook and in the handout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -36,7 +34,7 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor, Preprocessor
 from traitlets import Integer
 
 # The sibling script in assets/ (Python puts a script's own folder on sys.path).
-from make_handouts import WidgetPlaceholderPreprocessor, default_notebooks
+from make_handouts import WidgetPlaceholderPreprocessor, build_each
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = REPO / "build" / "slides"
@@ -201,16 +199,7 @@ def notebook_to_slides(notebook: Path, output_dir: Path = OUTPUT_DIR) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: make the decks of the given notebooks, or of all of them."""
-    parser = argparse.ArgumentParser(description="Render executed notebooks as offline reveal.js slide decks.")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to render (default: all numbered ones)")
-    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR, help=f"where to write (default: {OUTPUT_DIR})")
-    args = parser.parse_args(argv)
-
-    notebooks = args.notebooks or default_notebooks()
-    for notebook in notebooks:
-        started = time.perf_counter()
-        deck = notebook_to_slides(notebook, args.output_dir)
-        print(f"{deck}  ({time.perf_counter() - started:.1f} s)")
+    build_each("Render executed notebooks as offline reveal.js slide decks.", notebook_to_slides, argv)
 
 
 if __name__ == "__main__":

@@ -46,24 +46,16 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 import helpers
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
+import make_handouts  # noqa: E402  (assets/ holds the course's scripts)
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_architecture.ipynb"
 CHAT_CELL_SNIPPET = "helpers.chat("
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = REPO_DIR / "build" / "screenshots" / "jupyterlab_01.png"
 
-# No sandbox (the tests may run as root in a container), and no traffic of
-# Chromium's own (updates, sync, field trials) on a network that may be closed.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-]
+CHROMIUM_ARGS = [*make_handouts.CHROMIUM_QUIET_FLAGS, "--no-proxy-server"]  # the flags the handouts use too
 VIEWPORT = {"width": 1280, "height": 1600}  # tall enough for the answer and the count in one screenshot
 
 # Bounded waits, in seconds. On a busy 2-core machine the whole test takes 45-75 s,
