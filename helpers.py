@@ -381,7 +381,11 @@ def shape_fields(config) -> dict[str, int]:
 
 
 def attention_targets(table: pd.DataFrame) -> list[str]:
-    """Tags of the attention projections in a :func:`linear_layer_table` (q, k, v, o or their fused forms)."""
+    """Tags of the attention projections in a :func:`linear_layer_table` (q, k, v, o or their fused forms).
+
+    PEFT and :func:`select_targets` match layers by tag, so a tag shared with the MLP
+    (GPT-2's ``c_proj``) selects the MLP layers of that name too.
+    """
     tags = []
     for name, tag in zip(table["name"], table["tag"]):
         if part_of_model(name) == "attention" and tag not in tags:
@@ -542,7 +546,8 @@ def lora_calculator(model_id: str = "meta-llama/Llama-3.2-1B-Instruct", rank: in
 
     print(describe(model_id, rank, list(targets)))
     model_box = widgets.Dropdown(options=catalog(), value=model_id, description="model")
-    rank_box = widgets.Dropdown(options=[2**k for k in range(9)], value=rank, description="rank r")
+    rank_choices = sorted(set([2**k for k in range(9)] + [check_rank(rank)]))  # powers of two, and the rank asked for
+    rank_box = widgets.Dropdown(options=rank_choices, value=rank, description="rank r")
     targets_box = widgets.SelectMultiple(options=tags_of(model_id), value=tuple(targets), description="targets")
     answer = widgets.Label()
 
@@ -569,7 +574,8 @@ def check_answer(answer, expected, hint: str) -> None:
         raise AssertionError(f"No answer yet: replace None with your expression. Hint: {hint}")
     if answer != expected:
         raise AssertionError(f"Not quite: you have {answer!r}. Hint: {hint}")
-    shown = f"{expected:,}" if isinstance(expected, int) else repr(expected)
+    is_count = isinstance(expected, int) and not isinstance(expected, bool)
+    shown = f"{expected:,}" if is_count else repr(expected)
     print(f"✓ Correct: {shown}")
 
 

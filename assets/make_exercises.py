@@ -31,8 +31,8 @@ TEACHER_INSTRUCTIONS = (
 )
 STUDENT_INSTRUCTIONS = (
     "Replace each `None` with your own expression (not a typed number) and run the check cell "
-    "below it: it answers ✓ or gives you a hint. The worked solutions are in the full notebook, "
-    "one folder up."
+    "below it: it answers ✓ or gives you a hint. The worked solutions are in the full notebook "
+    "of the same name in `notebooks/` (in Colab: open it from its badge in the README)."
 )
 
 

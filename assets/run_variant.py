@@ -1,7 +1,7 @@
 """Execute notebooks 02-04 for another catalog model, rank and targets: a lecturer's own variant.
 
 Papermill replaces the values in each notebook's ``parameters`` cell and writes an executed
-copy to ``build/runs/<model>-r<rank>/``; the notebooks in ``notebooks/`` are not changed.
+copy to ``build/runs/<model>-r<rank>[-<targets>]/``; the notebooks in ``notebooks/`` are not changed.
 
 Usage (or ``make run MODEL=... RANK=... TARGETS=...``):
     python assets/run_variant.py --model Qwen/Qwen2.5-0.5B-Instruct --rank 8 --targets q_proj,v_proj
@@ -38,8 +38,12 @@ def choose_targets(model: str, targets: list[str] | None) -> list[str] | None:
     return helpers.attention_targets(table)
 
 
-def output_folder(model: str, rank: int, root: Path = ROOT) -> Path:
-    return root / "build" / "runs" / f"{model.split('/')[-1]}-r{rank}"
+def output_folder(model: str, rank: int, targets: list[str] | None, root: Path = ROOT) -> Path:
+    """build/runs/<model>-r<rank>[-<targets>]: one folder per variant, so that none overwrites another."""
+    name = f"{model.split('/')[-1]}-r{rank}"
+    if targets is not None:
+        name += "-" + "-".join(targets)
+    return root / "build" / "runs" / name
 
 
 def run_variant(model: str, rank: int, targets: list[str] | None = None, output_root: Path = ROOT) -> list[Path]:
@@ -52,7 +56,7 @@ def run_variant(model: str, rank: int, targets: list[str] | None = None, output_
     parameters = {"MODEL": model, "RANK": rank}
     if targets is not None:
         parameters["TARGETS"] = targets
-    folder = output_folder(model, rank, output_root)
+    folder = output_folder(model, rank, targets, output_root)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in PARAMETERISED:

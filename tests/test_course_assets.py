@@ -37,3 +37,16 @@ def test_calculator_prints_a_static_answer_and_recomputes(capsys, monkeypatch):
     assert "microsoft/Phi-3-mini-4k-instruct, r=8" in answer.value
     targets_box.value = ()
     assert answer.value == "choose at least one target"
+
+
+def test_calculator_accepts_any_positive_rank(capsys, monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda widget: None)
+    helpers.lora_calculator("meta-llama/Llama-3.2-1B-Instruct", rank=12, targets=("q_proj", "v_proj"))
+    expected = 16 * 12 * ((2048 + 2048) + (512 + 2048))  # 16 layers, r = 12
+    assert f"{expected:,} trainable" in capsys.readouterr().out
+
+
+def test_check_answer_shows_counts_with_commas_and_booleans_as_words(capsys):
+    helpers.check_answer(1234567, 1234567, hint="-")
+    helpers.check_answer(True, True, hint="-")
+    assert capsys.readouterr().out.splitlines() == ["✓ Correct: 1,234,567", "✓ Correct: True"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -64,6 +65,14 @@ def test_badge_links_to_this_notebook_in_colab(notebook_path):
     assert title[1].endswith(f"/blob/main/notebooks/{notebook_path.name})")
 
 
+def test_every_heading_starts_its_own_cell(notebook_path):
+    """So that each section and sub-section can start a slide."""
+    for cell in nbformat.read(notebook_path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.split("\n")[1:]:
+                assert not line.startswith(("# ", "## ", "### ")), f"{notebook_path.name}: split the cell before {line!r}"
+
+
 def test_slides_start_at_every_section_heading(notebook_path):
     notebook = nbformat.read(notebook_path, as_version=4)
     for cell in notebook.cells:
@@ -79,7 +88,7 @@ def test_colab_cell_installs_pinned_versions_and_never_torch():
     for package in stamp_course.COLAB_PACKAGES:
         pinned = [line for line in requirements if line.lower().startswith(package + "==")]
         assert len(pinned) == 1 and f'"{pinned[0]}"' in source
-    assert "torch" not in source.replace("import sys", "")
+    assert "torch==" not in source.replace('"torch==" + importlib.metadata.version("torch")', "")  # no pinned torch
 
 
 # --- the Colab cell, run as in Colab -----------------------------------------------------
@@ -117,7 +126,8 @@ def test_colab_cell_clones_installs_and_makes_helpers_importable(tmp_path, monke
     assert Path.cwd() == clone / "notebooks"  # relative paths such as ../assets/ work as locally
     assert sys.path[0] == str(clone)  # so `import helpers` finds the clone's helpers.py
     pip_installs = [c for c in commands if c[1:4] == ["-m", "pip", "install"]]
-    assert pip_installs and not any(arg.startswith("torch") for c in pip_installs for arg in c)
+    torch_arguments = [arg for c in pip_installs for arg in c if arg.startswith("torch")]
+    assert torch_arguments == [f"torch=={importlib.metadata.version('torch')}"]  # Colab's own torch, kept
     assert commands[-1] == [sys.executable, str(clone / "helpers.py")]  # provisions the offline model
 
     commands.clear()  # a second run (say after a runtime restart, back in /content) does not clone again

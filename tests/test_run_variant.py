@@ -38,7 +38,7 @@ def test_gpt2_variant_is_executed_and_counted(tmp_path):
     """GPT-2: fused c_attn, Conv1D weights, a c_proj in attention and in the MLP: the hardest catalog model."""
     written = run_variant.run_variant("openai-community/gpt2", 4, ["c_attn"], output_root=tmp_path)
     assert [p.name for p in written] == run_variant.PARAMETERISED
-    assert all(p.parent == tmp_path / "build" / "runs" / "gpt2-r4" for p in written)
+    assert all(p.parent == tmp_path / "build" / "runs" / "gpt2-r4-c_attn" for p in written)
 
     config = helpers.load_config("openai-community/gpt2")  # n_embd 768, 12 layers, c_attn maps d -> 3d
     d, layers = config.n_embd, config.n_layer
