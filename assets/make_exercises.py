@@ -17,6 +17,8 @@ from pathlib import Path
 
 import nbformat
 
+from stamp_course import series_notebooks  # a sibling script (Python puts a script's folder on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXERCISE_DIR = NOTEBOOK_DIR / "exercises"
@@ -34,10 +36,6 @@ STUDENT_INSTRUCTIONS = (
     "below it: it answers ✓ or gives you a hint. The worked solutions are in the full notebook "
     "of the same name in `notebooks/` (in Colab: open it from its badge in the README)."
 )
-
-
-def series_notebooks() -> list[Path]:
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
 def blank_solutions(source: str) -> str:

