@@ -1,9 +1,13 @@
 """Shared test setup: the suite runs offline, like a learner after `make lab`."""
 
 import os
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
 
 # Nothing in the tests may reach the Hugging Face Hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -18,3 +22,11 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def copy_course(destination: Path) -> Path:
+    """Copy what the notebooks need (notebooks/, assets/, helpers.py) into a new folder ``destination``."""
+    shutil.copytree(REPO / "notebooks", destination / "notebooks")
+    shutil.copytree(REPO / "assets", destination / "assets")
+    shutil.copy2(REPO / "helpers.py", destination / "helpers.py")
+    return destination

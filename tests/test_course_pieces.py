@@ -6,7 +6,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import types
@@ -16,6 +15,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from conftest import copy_course  # what `git clone` would put in the folder
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -95,14 +96,6 @@ def test_colab_cell_installs_pinned_versions_and_never_torch():
 
 
 # --- the Colab cell, run as in Colab -----------------------------------------------------
-
-
-def copy_course(destination: Path) -> None:
-    """What `git clone` would put in ``destination``: the files the notebooks need."""
-    destination.mkdir()
-    shutil.copy(ROOT / "helpers.py", destination / "helpers.py")
-    shutil.copytree(ROOT / "assets", destination / "assets")
-    shutil.copytree(ROOT / "notebooks", destination / "notebooks")
 
 
 def test_colab_cell_clones_installs_and_makes_helpers_importable(tmp_path, monkeypatch):

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -48,11 +47,11 @@ import helpers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
 import make_handouts  # noqa: E402  (assets/ holds the course's scripts)
+from conftest import copy_course  # noqa: E402
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_architecture.ipynb"
 CHAT_CELL_SNIPPET = "helpers.chat("
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = REPO_DIR / "build" / "screenshots" / "jupyterlab_01.png"
 
 CHROMIUM_ARGS = [*make_handouts.CHROMIUM_QUIET_FLAGS, "--no-proxy-server"]  # the flags the handouts use too
@@ -154,14 +153,6 @@ class LabServer:
     base_url: str
     token: str = field(repr=False)  # pytest prints fixture values when a test fails
     log_file: Path
-
-
-def copy_course(destination: Path) -> Path:
-    """Copy notebooks/, assets/ and helpers.py into ``destination``; return it."""
-    shutil.copytree(REPO_DIR / "notebooks", destination / "notebooks")
-    shutil.copytree(REPO_DIR / "assets", destination / "assets")
-    shutil.copy2(REPO_DIR / "helpers.py", destination / "helpers.py")
-    return destination
 
 
 def clear_outputs(notebook_path: Path) -> None:
@@ -294,10 +285,12 @@ def jupyterlab(tmp_path: Path) -> Iterator[LabServer]:
 @pytest.fixture
 def browser() -> Iterator[Browser]:
     """Headless Chromium (the system's, not a Playwright download); closed afterwards."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Chromium for this test")
+    try:
+        executable = make_handouts.find_chromium()  # the same lookup, and message, as the handouts
+    except RuntimeError as missing:
+        pytest.fail(str(missing))
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
