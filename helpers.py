@@ -14,14 +14,16 @@ and ``make test`` do it for you).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -478,6 +480,86 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
     with torch.device("meta"):  # create A and B without memory, like the skeleton itself
         peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
     return peft_model.get_nb_trainable_parameters()
+
+
+# ---------------------------------------------------------------------------
+# Measuring memory on the CPU
+# ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def c_output_silenced():
+    """Discard what C++ code writes to the process's stdout and stderr (the profiler logs there).
+
+    Python's own ``print`` is not affected: in Jupyter it does not go through these file descriptors.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+
+
+def peak_memory_by_phase(phases: dict[str, Callable[[], object]]) -> dict[str, int]:
+    """Run each phase in order under PyTorch's profiler and return, per phase, the peak bytes allocated
+    on the CPU above the level just before the first phase.
+
+    Memory allocated before (the weights, say) is not included: add it yourself.
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with c_output_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        for name, run in phases.items():
+            with record_function(name):
+                run()
+    events = profiler.profiler.kineto_results.events()
+    spans = {event.name(): (event.start_ns(), event.end_ns()) for event in events if event.name() in phases}
+    allocations = sorted((event.start_ns(), event.nbytes()) for event in events if event.name() == "[memory]")
+    peaks = dict.fromkeys(phases, 0)
+    allocated = 0
+    for time, size in allocations:
+        allocated += size
+        for name, (start, end) in spans.items():
+            if start <= time <= end:
+                peaks[name] = max(peaks[name], allocated)
+    return peaks
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor an optimizer keeps between steps (AdamW: m, v and a step counter per parameter tensor)."""
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                total += value.numel() * value.element_size()
+    return total
+
+
+@contextlib.contextmanager
+def saved_activations(model: nn.Module):
+    """Record the tensors autograd keeps for the backward pass, other than ``model``'s parameters.
+
+    Yields a dict that fills up while the block runs: storage address -> bytes (each storage once).
+    """
+    parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def remember(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameter_storages:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(remember, lambda tensor: tensor):
+        yield kept
 
 
 # ---------------------------------------------------------------------------
