@@ -382,6 +382,30 @@ def shape_fields(config) -> dict[str, int]:
     }
 
 
+def fused_and_renamed_shapes(fields: dict[str, int]) -> dict[str, list[tuple[int, int]]]:
+    """The (m, n) shapes of the linear layers other families name differently or fuse, from :func:`shape_fields`.
+
+    Phi-3 fuses q, k, v into ``qkv_proj`` and gate, up into ``gate_up_proj``; Falcon has
+    ``query_key_value``, ``dense`` (o) and ``dense_h_to_4h`` / ``dense_4h_to_h``; GPT-2 has ``c_attn``
+    (q, k, v), ``c_fc`` (up) and ``c_proj``, a name it uses for o *and* for down, hence two shapes.
+    """
+    d = fields["hidden_size"]
+    q_out = fields["num_attention_heads"] * fields["head_dim"]
+    qkv_out = q_out + 2 * fields["num_key_value_heads"] * fields["head_dim"]
+    ff = fields["intermediate_size"]
+    return {
+        "qkv_proj": [(qkv_out, d)],
+        "gate_up_proj": [(2 * ff, d)],
+        "query_key_value": [(qkv_out, d)],
+        "dense": [(d, q_out)],
+        "dense_h_to_4h": [(ff, d)],
+        "dense_4h_to_h": [(d, ff)],
+        "c_attn": [(qkv_out, d)],
+        "c_proj": [(d, q_out), (d, ff)],
+        "c_fc": [(ff, d)],
+    }
+
+
 def attention_targets(table: pd.DataFrame) -> list[str]:
     """Tags of the attention projections in a :func:`linear_layer_table` (q, k, v, o or their fused forms).
 

@@ -2,8 +2,9 @@
 
 Each copy keeps the prose and every code cell, including the check cells, and drops:
 - every output (the student runs the notebook);
-- the worked solutions: a line ``answer_1 = ...  # solution`` becomes ``answer_1 = None``,
-  and other lines marked ``# solution`` (intermediate steps) are removed.
+- the worked solutions: a line ``answer_1 = ...  # solution`` becomes ``answer_1 = None``
+  (``prediction_4 = ...`` likewise: a "predict, then run" exercise), and other lines marked
+  ``# solution`` (intermediate steps) are removed.
 
 A test regenerates the copies and fails when the committed ones differ (run ``make exercises``).
 
@@ -25,7 +26,9 @@ EXERCISE_DIR = NOTEBOOK_DIR / "exercises"
 
 SOLUTION_MARK = "# solution"
 ANSWER_LINE = re.compile(r"^(\s*)(answer_\d+) = .*# solution.*$")
+PREDICTION_LINE = re.compile(r"^(\s*)(prediction_\d+) = .*# solution.*$")
 BLANK_ANSWER = r"\1\2 = None  # your answer: an expression, not a typed number"
+BLANK_PREDICTION = r"\1\2 = None  # your prediction: a number, written down before you run the next cell"
 TEACHER_INSTRUCTIONS = (
     "Each answer cell holds a worked solution (the lines marked `# solution`). To practise, "
     "set the answer to `None` and run the check cell to see its hint, then write your own "
@@ -33,7 +36,8 @@ TEACHER_INSTRUCTIONS = (
 )
 STUDENT_INSTRUCTIONS = (
     "Replace each `None` with your own expression (not a typed number) and run the check cell "
-    "below it: it answers ✓ or gives you a hint. The worked solutions are in the full notebook "
+    "below it: it answers ✓ or gives you a hint. In a \"predict, then run\" exercise, write down "
+    "your prediction first, then run the experiment that checks it. The worked solutions are in the full notebook "
     "of the same name in `notebooks/` (in Colab: open it from its badge in the README)."
 )
 
@@ -46,6 +50,8 @@ def blank_solutions(source: str) -> str:
             kept.append(line)
         elif ANSWER_LINE.match(line):
             kept.append(ANSWER_LINE.sub(BLANK_ANSWER, line))
+        elif PREDICTION_LINE.match(line):
+            kept.append(PREDICTION_LINE.sub(BLANK_PREDICTION, line))
     return "\n".join(kept)
 
 

@@ -290,3 +290,23 @@ def test_shape_fields_give_the_fused_or_separate_qkv_width(model):
 def test_attention_targets(model, expected):
     table = helpers.linear_layer_table(helpers.build_skeleton(model))
     assert helpers.attention_targets(table) == expected
+
+
+@pytest.mark.parametrize(
+    "model, tag, expected",
+    [
+        # by hand from each config.json: Phi-3 32 heads x 96 for q, k and v each; GPT-2 3 x 768; Falcon 71 heads + 2 x 1 of 64
+        ("microsoft/Phi-3-mini-4k-instruct", "qkv_proj", [(3 * 3072, 3072)]),
+        ("microsoft/Phi-3-mini-4k-instruct", "gate_up_proj", [(2 * 8192, 3072)]),
+        ("openai-community/gpt2", "c_attn", [(3 * 768, 768)]),
+        ("openai-community/gpt2", "c_proj", [(768, 768), (768, 4 * 768)]),
+        ("tiiuae/falcon-7b-instruct", "query_key_value", [(71 * 64 + 2 * 64, 4544)]),
+        ("tiiuae/falcon-7b-instruct", "dense_4h_to_h", [(4544, 4 * 4544)]),
+    ],
+)
+def test_fused_and_renamed_shapes_match_the_config_and_the_skeleton(model, tag, expected):
+    shapes = helpers.fused_and_renamed_shapes(helpers.shape_fields(helpers.load_config(model)))
+    assert shapes[tag] == expected
+    table = helpers.linear_layer_table(helpers.build_skeleton(model))
+    rows = table[table["tag"] == tag]
+    assert set(zip(rows["m"], rows["n"])) == set(expected)

@@ -6,6 +6,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -158,9 +159,13 @@ def test_student_copy_has_no_solutions_or_outputs_but_keeps_every_check(notebook
     assert all(c.outputs == [] and c.execution_count is None for c in copy.cells if c.cell_type == "code")
     assert "# solution" not in "\n".join(copy_code)
     checks = [c.source for c in source.cells if "helpers.check_answer(" in c.source]
-    assert len(checks) == 3 and all(make_exercises.for_exercise_folder(check) in copy_code for check in checks)
-    answers = [line for code in copy_code for line in code.split("\n") if line.startswith(("answer_1 ", "answer_2 ", "answer_3 "))]
-    assert [line.split(" = ")[1] for line in answers] == ["None  # your answer: an expression, not a typed number"] * 3
+    assert len(checks) >= 4 and all(make_exercises.for_exercise_folder(check) in copy_code for check in checks)
+    lines = [line for code in copy_code for line in code.split("\n")]
+    answers = [line.split(" = ")[1] for line in lines if re.match(r"answer_\d+ = ", line)]
+    predictions = [line.split(" = ")[1] for line in lines if re.match(r"prediction_\d+ = ", line)]
+    assert answers == ["None  # your answer: an expression, not a typed number"] * len(answers)
+    assert predictions == ["None  # your prediction: a number, written down before you run the next cell"] * len(predictions)
+    assert len(answers) + len(predictions) == len(checks) and len(predictions) >= 1, "one 'predict, then run' exercise at least"
     markdown = "\n".join(c.source for c in copy.cells if c.cell_type == "markdown")
     assert make_exercises.STUDENT_INSTRUCTIONS in markdown and make_exercises.TEACHER_INSTRUCTIONS not in markdown
 
