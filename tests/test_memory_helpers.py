@@ -1,0 +1,62 @@
+"""The memory-measuring helpers of notebook 06, checked on allocations whose size is known by hand."""
+
+import os
+
+import pytest
+import torch
+
+import helpers
+
+FLOAT32 = 4  # bytes
+
+
+def test_peak_memory_by_phase_sees_each_phase_peak():
+    kept = {}
+
+    def allocate_one_million() -> None:
+        kept["a"] = torch.empty(1_000_000, dtype=torch.float32)
+
+    def allocate_two_million_then_free() -> None:
+        temporary = torch.empty(2_000_000, dtype=torch.float32)
+        del temporary
+
+    peaks = helpers.peak_memory_by_phase({"first": allocate_one_million, "second": allocate_two_million_then_free})
+    assert peaks["first"] == 1_000_000 * FLOAT32
+    assert peaks["second"] == (1_000_000 + 2_000_000) * FLOAT32  # the first tensor is still alive
+
+
+def test_peak_memory_by_phase_restores_output_when_a_phase_fails(capfd):
+    def fail() -> None:
+        raise RuntimeError("phase failed")
+
+    with pytest.raises(RuntimeError, match="phase failed"):
+        helpers.peak_memory_by_phase({"fail": fail})
+    os.write(2, b"still visible")
+    assert "still visible" in capfd.readouterr().err
+
+
+def test_c_output_silenced_discards_only_inside(capfd):
+    with helpers.c_output_silenced():
+        os.write(1, b"hidden-out")
+        os.write(2, b"hidden-err")
+    os.write(2, b"shown")
+    captured = capfd.readouterr()
+    assert "hidden" not in captured.out + captured.err and "shown" in captured.err
+
+
+def test_saved_activations_counts_inputs_kept_for_backward_but_not_weights():
+    layer = torch.nn.Linear(100, 50)
+    x = torch.randn(8, 100)
+    with helpers.saved_activations(layer) as kept:
+        layer(x).relu().sum()
+    # the linear layer keeps its input (8 x 100) for the weight's gradient; relu keeps its output (8 x 50)
+    assert sorted(kept.values()) == [8 * 50 * FLOAT32, 8 * 100 * FLOAT32]
+
+
+def test_optimizer_state_bytes_after_one_adamw_step():
+    layer = torch.nn.Linear(1000, 10)
+    optimizer = torch.optim.AdamW(layer.parameters(), foreach=False)
+    layer(torch.randn(4, 1000)).sum().backward()
+    optimizer.step()
+    # m and v in float32 for 1000 x 10 weights and 10 biases, and a float32 step counter per tensor
+    assert helpers.optimizer_state_bytes(optimizer) == 2 * FLOAT32 * (1000 * 10 + 10) + 2 * FLOAT32
