@@ -513,47 +513,72 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def c_output_silenced():
-    """Discard what C++ code writes to the process's stdout and stderr (the profiler logs there).
+    """Discard what is written to the process's stdout and stderr file descriptors while the block runs.
 
-    Python's own ``print`` is not affected: in Jupyter it does not go through these file descriptors.
+    PyTorch's profiler logs from C++ straight to those descriptors, which Jupyter would show as cell
+    output. In Jupyter, Python's own ``print`` is not affected (it does not use the descriptors);
+    in a plain script it is silenced too.
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 1)
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for descriptor in saved:
-                os.close(descriptor)
+    saved = []
+    try:
+        saved = [os.dup(1), os.dup(2)]
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        flush_c_buffers()  # what C++ buffered inside the block goes to /dev/null, not to the next cell
+        for descriptor, original in zip((1, 2), saved):
+            os.dup2(original, descriptor)
+            os.close(original)
+
+
+def flush_c_buffers() -> None:
+    """Flush the C library's stdio buffers (where available), so buffered C output lands now."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library to ask (e.g. some Windows builds)
+        pass
+
+
+PHASE_PREFIX = "lora-by-the-numbers phase: "
 
 
 def peak_memory_by_phase(phases: dict[str, Callable[[], object]]) -> dict[str, int]:
     """Run each phase in order under PyTorch's profiler and return, per phase, the peak bytes allocated
-    on the CPU above the level just before the first phase.
+    on the CPU, counted from the level just before the first phase.
 
-    Memory allocated before (the weights, say) is not included: add it yourself.
+    Memory allocated before the first phase (the weights, say) is not included: add it yourself.
+    The allocations come from the profiler's raw event list (``profiler.profiler.kineto_results``),
+    the data PyTorch's own memory timeline is drawn from.
     """
     from torch.profiler import ProfilerActivity, profile, record_function
 
     with c_output_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         for name, run in phases.items():
-            with record_function(name):
+            with record_function(PHASE_PREFIX + name):
                 run()
     events = profiler.profiler.kineto_results.events()
-    spans = {event.name(): (event.start_ns(), event.end_ns()) for event in events if event.name() in phases}
+    spans = {}
+    for event in events:
+        if event.name().startswith(PHASE_PREFIX):
+            spans[event.name().removeprefix(PHASE_PREFIX)] = (event.start_ns(), event.end_ns())
+    if set(spans) != set(phases):
+        raise ValueError(f"The profiler did not record every phase (found {sorted(spans)}); run it again.")
     allocations = sorted((event.start_ns(), event.nbytes()) for event in events if event.name() == "[memory]")
-    peaks = dict.fromkeys(phases, 0)
-    allocated = 0
-    for time, size in allocations:
-        allocated += size
-        for name, (start, end) in spans.items():
+    peaks = {}
+    for name, (start, end) in spans.items():
+        level = sum(size for time, size in allocations if time < start)  # allocated when the phase begins
+        peak = level
+        for time, size in allocations:
             if start <= time <= end:
-                peaks[name] = max(peaks[name], allocated)
+                level += size
+                peak = max(peak, level)
+        peaks[name] = peak
     return peaks
 
 
@@ -571,7 +596,10 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 def saved_activations(model: nn.Module):
     """Record the tensors autograd keeps for the backward pass, other than ``model``'s parameters.
 
-    Yields a dict that fills up while the block runs: storage address -> bytes (each storage once).
+    Yields a dict that fills up while the block runs: storage address -> bytes, each storage once
+    (views of one tensor share a storage). Meant for one forward pass whose graph is kept: it also
+    counts saved tensors that existed before the block (the input ids, say), and a graph dropped
+    while the block still runs would leave its tensors counted.
     """
     parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
     kept: dict[int, int] = {}

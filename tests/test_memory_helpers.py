@@ -60,3 +60,13 @@ def test_optimizer_state_bytes_after_one_adamw_step():
     optimizer.step()
     # m and v in float32 for 1000 x 10 weights and 10 biases, and a float32 step counter per tensor
     assert helpers.optimizer_state_bytes(optimizer) == 2 * FLOAT32 * (1000 * 10 + 10) + 2 * FLOAT32
+
+
+def test_a_phase_that_allocates_nothing_reports_what_is_still_allocated():
+    kept = {}
+
+    def allocate() -> None:
+        kept["tensor"] = torch.empty(500_000, dtype=torch.float32)
+
+    peaks = helpers.peak_memory_by_phase({"allocate": allocate, "nothing": lambda: None})
+    assert peaks == {"allocate": 500_000 * FLOAT32, "nothing": 500_000 * FLOAT32}
