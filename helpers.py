@@ -491,16 +491,45 @@ def linear_modules(model: nn.Module, include_lm_head: bool = False):
 
 
 def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.DataFrame:
-    """One row per linear weight: ``name``, ``tag``, ``m`` (out), ``n`` (in), ``params`` (m·n).
+    """One row per linear weight: ``name``, ``tag``, ``m`` (out), ``n`` (in), ``params`` (m·n), ``part``.
 
-    The tag is the last part of the name (``q_proj``, ``qkv_proj``, ``c_attn``...).
+    The tag is the last part of the name (``q_proj``, ``qkv_proj``, ``c_attn``...); the part
+    (attention, MLP...) comes from the module tree (:func:`parts_of_parameters`).
     The LM head (the output embedding) is left out unless ``include_lm_head``.
-    Biases are not counted: LoRA adapts the weight matrix only.
+    Biases are not counted: LoRA adapts the weight matrix only. Weight tensors that are not
+    ``nn.Linear``/``Conv1D`` layers (the 3-D experts of mixture-of-experts models, raw parameter
+    matrices) are not rows: a warning names them, so that no count leaves them out silently.
     """
+    parts = parts_of_parameters(model)
     rows = []
     for name, _module, (m, n) in linear_modules(model, include_lm_head):
-        rows.append({"name": name, "tag": name.rsplit(".", 1)[-1], "m": m, "n": n, "params": m * n})
-    return pd.DataFrame(rows, columns=["name", "tag", "m", "n", "params"])
+        part = parts.get(f"{name}.weight", "LM head")  # a tied LM head's weight is named after the embedding
+        rows.append({"name": name, "tag": name.rsplit(".", 1)[-1], "m": m, "n": n, "params": m * n, "part": part})
+    outside = weights_outside_the_table(model)
+    if outside:
+        examples = ", ".join(f"{name} {tuple(shape)}" for name, shape in outside[:3])
+        warnings.warn(
+            f"This model has {len(outside)} weight tensor(s) that are not nn.Linear or Conv1D layers, e.g. {examples}. "
+            "They are not rows of linear_layer_table, so counts over its tags leave them out (PEFT reaches "
+            "convolutions through target_modules, raw tensors such as 3-D experts through target_parameters).",
+            stacklevel=2,
+        )
+    return pd.DataFrame(rows, columns=["name", "tag", "m", "n", "params", "part"])
+
+
+def weights_outside_the_table(model: nn.Module) -> list[tuple[str, torch.Size]]:
+    """Parameters with 2 or more dimensions that are not the weight of a linear layer, an embedding or a norm."""
+    from transformers.pytorch_utils import Conv1D
+
+    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    found = []
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, Conv1D, nn.Embedding)) or module is lm_head or "norm" in type(module).__name__.lower():
+            continue
+        for parameter_name, parameter in module.named_parameters(recurse=False):
+            if parameter.dim() >= 2:
+                found.append((f"{module_name}.{parameter_name}".lstrip("."), parameter.shape))
+    return found
 
 
 def shape_fields(config) -> dict[str, int]:
@@ -561,10 +590,12 @@ def attention_targets(table: pd.DataFrame) -> list[str]:
     PEFT and :func:`select_targets` match layers by tag, so a tag shared with the MLP
     (GPT-2's ``c_proj``) selects the MLP layers of that name too.
     """
-    tags = []
-    for name, tag in zip(table["name"], table["tag"]):
-        if part_of_model(name) == "attention" and tag not in tags:
-            tags.append(tag)
+    tags = list(dict.fromkeys(table.loc[table["part"] == "attention", "tag"]))
+    if not tags:
+        raise ValueError(
+            "No attention projection was found among this model's linear layers: "
+            f"{', '.join(dict.fromkeys(table['tag']))}. Choose the targets by name."
+        )
     return tags
 
 
@@ -626,9 +657,71 @@ def select_targets(table: pd.DataFrame, targets: Iterable[str]) -> pd.DataFrame:
     return table[table["tag"].isin(targets)]
 
 
+# PEFT refuses LoRA on these modules of these model types (peft/tuners/tuners_utils.py,
+# _check_lora_target_modules_mamba): a count for them would describe an adapter PEFT cannot build.
+PEFT_REFUSED_MODEL_TYPES = {"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"}
+PEFT_REFUSED_TAGS = {"out_proj", "conv1d"}
+
+
+def check_tags_name_only_table_rows(model: nn.Module, rows: pd.DataFrame) -> None:
+    """Raise a ValueError if a tag also names a module that is not one of ``rows`` (a non-linear module, the LM head).
+
+    PEFT matches ``target_modules`` by the end of each module's name, so such a module would be
+    adapted too or refused, and a count over the rows alone would not be PEFT's.
+    """
+    tags, names = set(rows["tag"]), set(rows["name"])
+    for name, module in model.named_modules():
+        tag = name.rsplit(".", 1)[-1]
+        if tag not in tags or name in names:
+            continue
+        what = "the LM head, which the table leaves out" if weight_shape(module) else f"a {type(module).__name__}, not a linear layer"
+        raise ValueError(
+            f"The name {tag!r} also belongs to {name}, {what}: PEFT, matching target_modules by name, would adapt "
+            "it too or refuse it. Give full module names (or a regular expression) that reach only the layers you mean."
+        )
+
+
+def check_peft_keeps_the_targets(model: nn.Module, targets: list[str]) -> None:
+    """Raise a ValueError if PEFT would rewrite these targets for this model (its transformers-5 conversion).
+
+    PEFT (>= 0.20) converts ``target_modules`` on some mixture-of-experts models, e.g. to
+    ``target_parameters`` on their 3-D expert tensors; PEFT's own conversion function says what it does.
+    """
+    try:
+        import peft
+        from peft import LoraConfig
+        from peft.utils.transformers_weight_conversion import (
+            convert_peft_config_for_transformers,
+            get_model_conversion_mapping,
+        )
+    except ImportError:  # a PEFT without the conversion adapts exactly the named modules
+        return
+    config = LoraConfig(target_modules=list(targets))
+    convert_peft_config_for_transformers(config, model=model, conversions=get_model_conversion_mapping(model))
+    kept = set(config.target_modules or [])
+    added = list(config.target_parameters or [])
+    if kept != set(targets) or added:
+        model_type = getattr(getattr(model, "config", None), "model_type", "this")
+        raise ValueError(
+            f"PEFT {peft.__version__} rewrites these targets on {model_type} models (its conversion for "
+            f"transformers 5): target_modules becomes {sorted(kept)}"
+            + (f" and target_parameters {added}" if added else "")
+            + ", so its count is not r·(m + n) over the listed layers. Count the rewritten targets instead."
+        )
+
+
 def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
     """LoRA's trainable parameters for ``targets`` at ``rank``, from the model's shapes."""
     rows = select_targets(linear_layer_table(model), targets)
+    check_tags_name_only_table_rows(model, rows)
+    check_peft_keeps_the_targets(model, sorted(set(rows["tag"])))
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    refused = sorted(PEFT_REFUSED_TAGS & set(rows["tag"]))
+    if model_type in PEFT_REFUSED_MODEL_TYPES and refused:
+        raise ValueError(
+            f"PEFT refuses LoRA on {', '.join(refused)} in {model_type} models (they are incompatible with "
+            "its Mamba layers), so this count would describe an adapter that cannot be built. Leave them out."
+        )
     return lora_trainables(zip(rows["m"], rows["n"]), rank)
 
 
@@ -641,27 +734,79 @@ def linear_bias_params(model: nn.Module, tags: Iterable[str] | None = None) -> i
     return total
 
 
+ATTENTION_WORDS = ("attention", "attn", "mixer", "recurrent", "ssm", "mamba", "lstm", "retention", "shortconv")
+"""In a module's class name: attention, or the state-space / recurrent / convolution layer some models use in its place."""
+MLP_WORDS = ("mlp", "feedforward", "feed_forward", "ffn", "expert", "moe", "intermediate", "fc1", "fc2", "c_fc",
+             "dense_h_to_4h", "dense_4h_to_h")
+MLP_CLASS_WORDS = (*MLP_WORDS, "output")  # BERT-style models call the MLP's second layer BertOutput
+HEAD_CLASS_WORDS = ("predictionhead", "lmhead")  # BERT-style LM heads have a transform layer before the output
+
+
 def part_of_model(parameter_name: str) -> str:
-    """Which part of a decoder-only transformer a parameter belongs to, from its name."""
+    """Which part of a decoder-only transformer a parameter belongs to, from its name alone (a fallback)."""
+    last_module = parameter_name.rsplit(".", 2)[-2] if "." in parameter_name else parameter_name
     if "embed" in parameter_name or parameter_name.endswith(("wte.weight", "wpe.weight")):
         return "embeddings"
     if "lm_head" in parameter_name:
         return "LM head"
-    if "norm" in parameter_name or ".ln_" in parameter_name:
+    if "norm" in last_module or last_module.startswith("ln"):
         return "norms"
-    if "attn" in parameter_name or "attention" in parameter_name:
+    if any(word in parameter_name for word in ATTENTION_WORDS):
         return "attention"
-    if "mlp" in parameter_name:
+    if any(word in parameter_name for word in MLP_WORDS):
         return "MLP"
     return "other"
 
 
-def parameters_by_part(model: nn.Module) -> pd.DataFrame:
-    """Parameters per part of the model (embeddings, attention, MLP, norms, LM head), with shares."""
-    rows = [{"part": part_of_model(name), "params": p.numel()} for name, p in model.named_parameters()]
-    parts = pd.DataFrame(rows).groupby("part", sort=False)["params"].sum().to_frame()
-    parts["share %"] = (100 * parts["params"] / parts["params"].sum()).round(1)
+def part_of_module(module: nn.Module, ancestors: list[nn.Module], lm_head) -> str | None:
+    """The part a module's own parameters belong to, from the module's class and its ancestors' classes."""
+    from transformers import PreTrainedModel
+
+    own_class = type(module).__name__.lower()
+    if module is lm_head:
+        return "LM head"
+    if isinstance(module, nn.Embedding) or "embedding" in own_class:
+        return "embeddings"
+    if "norm" in own_class:
+        return "norms"
+    inside_layers = [m for m in [module, *reversed(ancestors)] if not isinstance(m, PreTrainedModel)]
+    for words, part in [(HEAD_CLASS_WORDS, "LM head"), (ATTENTION_WORDS, "attention"), (MLP_CLASS_WORDS, "MLP")]:
+        if any(word in type(m).__name__.lower() for m in inside_layers for word in words):
+            return part
+    return None
+
+
+def parts_of_parameters(model: nn.Module) -> dict[str, str]:
+    """Part of the model (embeddings, attention, MLP, norms, LM head, other) of every parameter, by name.
+
+    Read from the module tree: the class of the module that owns the parameter (an ``Embedding``,
+    a norm) or of the block around it (an attention block, an MLP or experts block). Only when
+    the classes say nothing does the parameter's name decide (:func:`part_of_model`).
+    "attention" includes the state-space, recurrent or convolution layers that some models use
+    instead (Mamba, RecurrentGemma, LFM). "other" is what is none of these, e.g. BERT's pooler,
+    the vision tower of a multimodal model, Gemma 4's per-layer input gates.
+    """
+    lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    parts: dict[str, str] = {}
+
+    def visit(module: nn.Module, prefix: str, ancestors: list[nn.Module]) -> None:
+        for parameter_name, _parameter in module.named_parameters(recurse=False):
+            name = prefix + parameter_name
+            parts[name] = part_of_module(module, ancestors, lm_head) or part_of_model(name)
+        for child_name, child in module.named_children():
+            visit(child, f"{prefix}{child_name}.", [*ancestors, module])
+
+    visit(model, "", [])
     return parts
+
+
+def parameters_by_part(model: nn.Module) -> pd.DataFrame:
+    """Parameters per part of the model (embeddings, attention, MLP, norms, LM head, other), with shares."""
+    parts = parts_of_parameters(model)
+    rows = [{"part": parts[name], "params": p.numel()} for name, p in model.named_parameters()]
+    table = pd.DataFrame(rows).groupby("part", sort=False)["params"].sum().to_frame()
+    table["share %"] = (100 * table["params"] / table["params"].sum()).round(1)
+    return table
 
 
 def count_with_peft(source, lora_config) -> tuple[int, int]:
