@@ -16,7 +16,21 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 # Executing notebooks with the project's kernel, not whatever Jupyter finds first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup lab test bench outputs course exercises slides handouts run
+.PHONY: help setup lab test bench outputs course exercises slides handouts run
+.DEFAULT_GOAL := help
+
+help:
+	@echo "LoRA by the Numbers"
+	@echo "  make lab        set everything up, then open the notebooks in JupyterLab"
+	@echo "  make test       set everything up, then run the tests and check every notebook's outputs"
+	@echo "  make setup      install into .venv and convert the offline model (or repair it)"
+	@echo "  make bench      time and peak memory of each notebook, headless"
+	@echo "  make outputs    re-execute every notebook in place"
+	@echo "  make course     badges, Colab cell, slide tags, README table and student copies"
+	@echo "  make exercises  the student copies only"
+	@echo "  make slides     reveal.js decks in build/slides/"
+	@echo "  make handouts   HTML and A4 PDF handouts in build/handouts/"
+	@echo "  make run MODEL=... RANK=... TARGETS=...   notebooks 02-04 for another model, in build/runs/"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +64,7 @@ $(CHROMIUM):
 
 # pytest exits with 5 when it collects no test; that is not a failure of the course.
 test: setup $(CHROMIUM)
-	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL) -p no:cacheprovider; \
+	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL) --nbval-cell-timeout=300 --durations=10 -p no:cacheprovider; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
 bench: setup

