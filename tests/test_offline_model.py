@@ -257,3 +257,21 @@ def test_hub_reachability_respects_offline_mode(monkeypatch):
 def test_hub_unreachable_without_network(monkeypatch, no_network):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert helpers.hub_is_reachable(timeout=0.5) is False
+
+
+def test_colab_converts_the_model_on_first_load(empty_cache, tiny_conversion, monkeypatch):
+    """In Colab, notebooks that load the real model convert it on first use; counting notebooks never pay for it."""
+    calls, _ = tiny_conversion
+    monkeypatch.setattr(helpers, "in_colab", lambda: True)
+    helpers.load_model()
+    conversions = [call for call in calls if call]  # the fake loader also serves the plain load (no gguf_file)
+    assert conversions == [helpers.GGUF_FILE] and helpers.is_provisioned(check_contents=True)
+    helpers.load_model()
+    assert [call for call in calls if call] == [helpers.GGUF_FILE], "converted once per runtime"
+
+
+def test_outside_colab_a_missing_model_is_an_error_not_a_conversion(empty_cache, tiny_conversion):
+    calls, _ = tiny_conversion
+    with pytest.raises(ValueError, match="not provisioned yet"):
+        helpers.load_model()
+    assert calls == []
