@@ -898,9 +898,14 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
     A fresh skeleton each time, because ``get_peft_model`` changes the model it wraps.
     "all" includes the adapters, as in PEFT's ``print_trainable_parameters``.
     """
+    import dataclasses
+
     from peft import get_peft_model
 
     quiet_transformers()
+    if lora_config.init_lora_weights is True and not lora_config.use_dora:
+        # Initial values change no shape, and skipping PEFT's random initialisation saves a third of the time.
+        lora_config = dataclasses.replace(lora_config, init_lora_weights=False)
     with torch.device("meta"):  # create A and B without memory, like the skeleton itself
         peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
     return peft_model.get_nb_trainable_parameters()

@@ -86,7 +86,7 @@ def run_variant(model: str, rank: int, targets: list[str] | None = None, output_
             print(f"executing {name} with {parameters} ...", flush=True)
             papermill.execute_notebook(
                 str(ROOT / "notebooks" / name), str(staging / name), parameters=parameters,
-                cwd=str(ROOT / "notebooks"), progress_bar=False,
+                cwd=str(ROOT / "notebooks"), progress_bar=True,
             )
         if folder.exists():
             shutil.rmtree(folder)
