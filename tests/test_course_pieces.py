@@ -110,9 +110,10 @@ def colab_runtime(monkeypatch, tmp_path):
         return subprocess.CompletedProcess(command, 0)
 
     def colab_version(name):
-        if name not in COLAB_VERSIONS:
+        versions = {key.replace("_", "-"): value for key, value in COLAB_VERSIONS.items()}
+        if name.replace("_", "-") not in versions:
             raise importlib.metadata.PackageNotFoundError(name)
-        return COLAB_VERSIONS[name]
+        return versions[name.replace("_", "-")]
 
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(subprocess, "run", fake_run)
@@ -143,7 +144,7 @@ def test_prepare_colab_installs_what_colab_lacks_at_the_pinned_versions_and_keep
         pin = next(arg for arg in pip if arg.lower().replace("_", "-").startswith(package.lower().replace("_", "-") + "=="))
         assert pin.split("==")[1] in requirements  # the version requirements.txt pins
     assert [arg for arg in pip if arg.startswith("torch")] == ["torch==2.11.0+cpu"]  # Colab's own torch, kept
-    assert "huggingface_hub==1.33.0" in pip  # under 2.0: Colab's gradio and diffusers keep working
+    assert "huggingface-hub==1.33.0" in pip  # under 2.0: Colab's gradio and diffusers keep working
     out = capsys.readouterr().out
     assert "Installing" in out and "done in" in out and "Course ready" in out
 
