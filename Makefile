@@ -16,7 +16,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 # Executing notebooks with the project's kernel, not whatever Jupyter finds first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup lab test bench outputs course exercises slides handouts run requirements
+.PHONY: help setup lab test bench outputs course exercises slides handouts run requirements colab-check
 .DEFAULT_GOAL := help
 
 help:
@@ -32,6 +32,7 @@ help:
 	@echo "  make handouts   HTML and A4 PDF handouts in build/handouts/"
 	@echo "  make run MODEL=... RANK=... TARGETS=...   notebooks 02-04 for another model, in build/runs/"
 	@echo "  make requirements  re-pin requirements*.txt from requirements*.in (pip-tools)"
+	@echo "  make colab-check   every notebook in a Colab-like environment (Colab's package versions)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +89,10 @@ bench: setup $(INSTALLED_DEV)
 
 outputs: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)
+
+# Every notebook as a Colab user runs it, in a Colab-like environment (assets/colab_check.py says how).
+colab-check: $(INSTALLED)
+	$(BIN)/python assets/colab_check.py $(notdir $(NOTEBOOKS))
 
 # Badges, the Colab cell and slide tags (from assets/course.json), then the student copies.
 course: $(INSTALLED_DEV)

