@@ -21,8 +21,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "colab-check"
@@ -30,8 +31,9 @@ VENV = ROOT / "build" / "colab-venv"
 PYTHON = VENV / "bin" / "python"
 RUNTIME = json.loads((ROOT / "assets" / "colab_runtime.json").read_text())["packages"]
 LOCAL_TORCH = "torch==2.13.0"  # the only torch this machine can install (Colab's is 2.11.0+cpu)
-RESET = ["transformers", "peft", "accelerate", "huggingface_hub", "python-dotenv", "platformdirs"]
-VARIABLE = re.compile(r"loss \d+\.\d+|\d\.\d{2}e[-+]\d{2}|0x[0-9a-f]+")
+RESET = [name for name in helpers.COLAB_PACKAGES if name in RUNTIME]  # what prepare_colab replaces and Colab has
+SANITIZE = (ROOT / "tests" / "nbval_sanitize.cfg").read_text()  # what nbval also ignores: losses, tiny floats, addresses
+VARIABLE = re.compile("|".join(line.split("regex:", 1)[1].strip() for line in SANITIZE.splitlines() if line.startswith("regex:")))
 
 RUN_NOTEBOOK = r'''
 import json, sys, time

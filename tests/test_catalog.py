@@ -272,7 +272,7 @@ def test_shape_fields_give_the_fused_or_separate_qkv_width(model):
     kv_out = fields["num_key_value_heads"] * fields["head_dim"]
     table = helpers.linear_layer_table(helpers.build_skeleton(model))
     first_layer = table[table["name"].str.contains(r"\.0\.")]
-    attention_in = first_layer[[helpers.part_of_model(n) == "attention" for n in first_layer["name"]]]
+    attention_in = first_layer[first_layer["part"] == "attention"]  # the part from the module tree
     qkv_width = int(attention_in["m"].sum() - fields["hidden_size"])  # all attention outputs but o's
     assert qkv_width == q_out + 2 * kv_out
     assert len(table) == fields["num_hidden_layers"] * len(first_layer)
