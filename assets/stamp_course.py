@@ -29,8 +29,13 @@ README_TABLE_END = "<!-- end of notebooks-table -->"
 
 
 def course_settings() -> dict:
-    """The repository URL and branch, from ``assets/course.json``."""
-    return json.loads(COURSE_FILE.read_text())
+    """The repository URL and branch, from ``assets/course.json`` (both end up in a shell command and in links)."""
+    settings = json.loads(COURSE_FILE.read_text())
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", settings.get("repository", "")):
+        raise ValueError(f"{COURSE_FILE.name}: 'repository' must look like https://github.com/owner/name")
+    if not re.fullmatch(r"[\w./-]+", settings.get("branch", "")):
+        raise ValueError(f"{COURSE_FILE.name}: 'branch' must be a plain branch name such as main")
+    return settings
 
 
 def series_notebooks() -> list[Path]:
@@ -56,9 +61,8 @@ def colab_cell_source(settings: dict) -> str:
     return f'''{COLAB_CELL_MARK} fetch the course, install what Colab lacks (about 20 s). Elsewhere it does nothing.
 import os, subprocess, sys
 if "google.colab" in sys.modules:
-    if not os.path.exists("../helpers.py"):  # opened from GitHub: work in a clone of the course
-        if not os.path.isdir("{CLONE}"):
-            subprocess.run(["git", "clone", "--quiet", "--depth=1", "--branch={settings["branch"]}", "{settings["repository"]}", "{CLONE}"], check=True)
+    if not os.path.exists("../helpers.py"):  # opened from GitHub: work in a clone of the course (made once)
+        subprocess.run("test -d {CLONE} || git clone --quiet --depth=1 --branch={settings["branch"]} {settings["repository"]} {CLONE}", shell=True, check=True)
         os.chdir("{CLONE}/notebooks")
     sys.path.insert(0, os.path.abspath(".."))
     import helpers; helpers.prepare_colab()'''

@@ -98,11 +98,23 @@ def colab_runtime(monkeypatch, tmp_path):
     import importlib.metadata
 
     commands: list[list[str]] = []
+    real_run = subprocess.run
+    course = copy_course(tmp_path / "published-course")  # what GitHub would serve
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "git").write_text(f'#!/bin/sh\necho "git $*" >> {tmp_path}/git.log\n'
+                                  f'for last; do :; done\ncp -r {course} "$last"\n')
+    (fake_bin / "git").chmod(0o755)
 
     def fake_run(command, check=False, **kwargs):
+        if isinstance(command, str):  # a shell command (the clone): the real shell, with a git that copies
+            environment = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+            finished = real_run(command, check=check, env=environment, **kwargs)
+            log = tmp_path / "git.log"
+            commands.extend(line.split() for line in (log.read_text().splitlines() if log.exists() else []))
+            log.unlink(missing_ok=True)
+            return finished
         commands.append(list(command))
-        if command[:2] == ["git", "clone"]:
-            copy_course(Path(command[-1]))
         return subprocess.CompletedProcess(command, 0)
 
     def colab_version(name):
@@ -127,7 +139,7 @@ def colab_cell(notebook_path: Path = NOTEBOOKS[0]) -> str:
 
 def test_colab_cell_is_short_and_never_pins_torch():
     source = stamp_course.colab_cell_source(stamp_course.course_settings())
-    assert len(source.splitlines()) <= 9
+    assert len(source.splitlines()) <= 8
     assert "torch" not in source.replace("helpers", "")
 
 
@@ -220,3 +232,14 @@ def test_student_copy_runs_until_the_first_unanswered_check():
         client.execute()
     failed = [c for c in notebook.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
     assert len(failed) == 1 and "helpers.check_answer(" in failed[0].source
+
+
+@pytest.mark.parametrize("field, value", [("repository", "https://github.com/a/b; rm -rf ~"),
+                                          ("repository", "git@github.com:a/b.git"),
+                                          ("branch", "main && curl evil"), ("branch", "")])
+def test_course_settings_refuse_what_would_break_the_clone_command(tmp_path, monkeypatch, field, value):
+    settings = {"repository": "https://github.com/owner/name", "branch": "main", field: value}
+    (tmp_path / "course.json").write_text(json.dumps(settings))
+    monkeypatch.setattr(stamp_course, "COURSE_FILE", tmp_path / "course.json")
+    with pytest.raises(ValueError, match=field):
+        stamp_course.course_settings()

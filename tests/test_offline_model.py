@@ -275,3 +275,37 @@ def test_outside_colab_a_missing_model_is_an_error_not_a_conversion(empty_cache,
     with pytest.raises(ValueError, match="not provisioned yet"):
         helpers.load_model()
     assert calls == []
+
+
+def gguf_metadata_integer(key: str) -> int:
+    """One integer field of the packaged GGUF file, read with the gguf package directly."""
+    import gguf
+
+    field = gguf.GGUFReader(str(helpers.find_gguf_file())).fields[key]
+    return int(field.parts[field.data[0]][0])
+
+
+def test_provisioned_tokenizer_pads_with_the_gguf_files_padding_token():
+    tokenizer = REAL_TOKENIZER_LOADER(str(REAL_CACHE))
+    assert tokenizer.pad_token_id == gguf_metadata_integer("tokenizer.ggml.padding_token_id")
+
+
+def test_a_tokenizer_without_a_pad_token_gets_the_gguf_files_one():
+    """transformers 5.15 (Colab's) leaves pad_token empty when it reads the GGUF; notebook 05 needs it."""
+    tokenizer = REAL_TOKENIZER_LOADER(str(REAL_CACHE))
+    tokenizer.pad_token = None
+    helpers.fill_missing_pad_token(tokenizer, helpers.find_gguf_file())
+    assert tokenizer.pad_token_id == gguf_metadata_integer("tokenizer.ggml.padding_token_id")
+
+
+def test_gguf_conversion_draws_no_progress_bar(capfd):
+    import inspect
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+
+    assert "tqdm(reader.tensors" in inspect.getsource(gguf_loading)  # the bar the helper hides is still there
+    original = gguf_loading.tqdm
+    with helpers.no_conversion_progress_bar():
+        assert list(gguf_loading.tqdm(range(3), desc="Converting")) == [0, 1, 2]
+    assert gguf_loading.tqdm is original
+    assert "Converting" not in capfd.readouterr().err
