@@ -4,9 +4,10 @@ Run by tests/test_architectures.py in worker processes:
     python tests/architecture_sweep.py llama mixtral ...
 prints one JSON line per model type, with its verdict:
 - "exact": the skeleton's total equals a real instantiation's, and helpers.lora_count over every tag
-  of linear_layer_table equals PEFT's count for those targets;
+  of linear_layer_table (3-D expert tensors and router matrices included) equals PEFT's count for
+  those targets (target_modules and target_parameters, helpers.peft_targets);
 - "loud": helpers raised a ValueError, or warned that some weights are not table rows (as it must
-  for 3-D expert tensors and raw parameter matrices);
+  for raw parameter matrices it cannot classify, and convolutions);
 - "skipped": transformers itself cannot build the model from any config we try (the reason says why);
 - "wrong": a count disagrees, or helpers counted what PEFT refuses. The test fails on any of these.
 """
@@ -74,7 +75,8 @@ def peft_trainable(config, targets: list[str], fan_in_fan_out: bool) -> int:
 
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-        peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=targets, fan_in_fan_out=fan_in_fan_out), low_cpu_mem_usage=True)
+        config = LoraConfig(r=4, fan_in_fan_out=fan_in_fan_out, **helpers.peft_targets(targets))
+        peft_model = get_peft_model(model, config, low_cpu_mem_usage=True)
     return peft_model.get_nb_trainable_parameters()[0]
 
 
