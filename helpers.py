@@ -610,35 +610,152 @@ def linear_modules(model: nn.Module, include_lm_head: bool = False):
             yield name, module, shape
 
 
-def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.DataFrame:
-    """One row per linear weight: ``name``, ``tag``, ``m`` (out), ``n`` (in), ``params`` (m·n), ``part``.
+def is_convolution(module: nn.Module) -> bool:
+    """True for PyTorch's convolution layers (their weights are 3-D or more, but they are not experts)."""
+    return isinstance(module, nn.modules.conv._ConvNd)
 
-    The tag is the last part of the name (``q_proj``, ``qkv_proj``, ``c_attn``...); the part
-    (attention, MLP...) comes from the module tree (:func:`parts_of_parameters`).
-    The LM head (the output embedding) is left out unless ``include_lm_head``.
-    Biases are not counted: LoRA adapts the weight matrix only. Weight tensors that are not
-    ``nn.Linear``/``Conv1D`` layers (the 3-D experts of mixture-of-experts models, raw parameter
-    matrices) are not rows: a warning names them, so that no count leaves them out silently.
+
+def is_expert_stack(module: nn.Module) -> bool:
+    """True for a module that stores experts as 3-D weights (E, ·, ·): its class says "Experts"
+    (``MixtralExperts``, ``GptOssExperts``, ``JetMoeParallelExperts``...). Other 3-D parameters
+    (XLNet's attention, convolutions) are not experts."""
+    if is_convolution(module) or "experts" not in type(module).__name__.lower():
+        return False
+    return any(p.dim() == 3 for p in module.parameters(recurse=False))
+
+
+def is_routed_expert_stack(module: nn.Module) -> bool:
+    """An expert stack the router chooses from (not a stack of shared experts, which every token uses)."""
+    return is_expert_stack(module) and "shared" not in type(module).__name__.lower()
+
+
+def expert_tensors(model: nn.Module):
+    """Yield ``(name, tag, (E, m, n))`` for every 3-D expert weight of a mixture-of-experts model.
+
+    transformers 5 stores the E experts of a layer as one parameter of shape (E, out, in), or
+    (E, in, out) when the experts module says ``is_transposed`` (gpt-oss), which is how PEFT reads
+    them too. (Llama 4's experts store (E, in, out) without saying so: their m and n appear swapped;
+    the count r·E·(m + n) does not depend on the order.) The tag is the module's last name and the
+    parameter's name, e.g. ``experts.gate_up_proj``: the suffix PEFT's ``target_parameters`` matches.
+    """
+    for module_name, module in model.named_modules():
+        if not is_expert_stack(module):
+            continue
+        for parameter_name, parameter in module.named_parameters(recurse=False):
+            if parameter.dim() != 3:
+                continue
+            experts, first, second = parameter.shape
+            m, n = (second, first) if getattr(module, "is_transposed", False) else (first, second)
+            tag = f"{module_name.rsplit('.', 1)[-1]}.{parameter_name}"
+            yield f"{module_name}.{parameter_name}", tag, (experts, m, n)
+
+
+def mixture_of_experts_blocks(model: nn.Module):
+    """Yield ``(block_name, block, E)`` for every mixture-of-experts block: the parent of a routed expert
+    stack, which also holds the router and, in some families, shared experts."""
+    modules = dict(model.named_modules())
+    seen = set()
+    for name, module in modules.items():
+        if "." not in name or not is_routed_expert_stack(module):
+            continue
+        block_name = name.rsplit(".", 1)[0]
+        if block_name not in seen:
+            seen.add(block_name)
+            experts = next(p for p in module.parameters(recurse=False) if p.dim() == 3).shape[0]
+            yield block_name, modules[block_name], experts
+
+
+def is_mixture_of_experts(model: nn.Module) -> bool:
+    """True when the model has at least one block of routed experts."""
+    return any(True for _ in mixture_of_experts_blocks(model))
+
+
+def is_router(module: nn.Module, experts: int) -> bool:
+    """True for a module whose weight matrices all have one row per expert (E rows): the router."""
+    matrices = [p for p in module.parameters() if p.dim() == 2]
+    return bool(matrices) and all(p.shape[0] == experts for p in matrices)
+
+
+def moe_roles(model: nn.Module) -> dict[str, str]:
+    """Role of every parameter inside a mixture-of-experts block: "routed experts", "router" or "shared experts".
+
+    The router is the block's child whose weight has one row per expert (E rows), ``nn.Linear``
+    (Llama 4's) or a raw matrix (Mixtral's ``gate.weight``); everything else in the block that is not
+    a routed expert stack (a shared expert, the shared expert's own gate) is a shared expert.
+    """
+    roles = {}
+    for block_name, block, experts in mixture_of_experts_blocks(model):
+        for child_name, child in block.named_children():
+            if is_routed_expert_stack(child):
+                role = "routed experts"
+            elif is_router(child, experts):
+                role = "router"
+            else:
+                role = "shared experts"
+            for parameter_name, _parameter in child.named_parameters():
+                roles[f"{block_name}.{child_name}.{parameter_name}"] = role
+    return roles
+
+
+def router_matrices(model: nn.Module):
+    """Yield ``(name, tag, (m, n))`` for the raw 2-D router weights (``gate.weight``, ``router.weight``).
+
+    In transformers 5 most routers are custom modules holding an (E experts × hidden) matrix, not
+    ``nn.Linear`` layers; PEFT can adapt them through ``target_parameters``. A router that is an
+    ``nn.Linear`` (Llama 4's) is an ordinary row of the table.
+    """
+    modules = dict(model.named_modules())
+    for name, role in moe_roles(model).items():
+        module_name, parameter_name = name.rsplit(".", 1)
+        module = modules[module_name]
+        if role == "router" and parameter_name == "weight" and weight_shape(module) is None:
+            yield name, f"{module_name.rsplit('.', 1)[-1]}.weight", tuple(module.weight.shape)
+
+
+def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.DataFrame:
+    """One row per weight matrix LoRA can adapt: ``name``, ``tag``, ``experts``, ``m`` (out), ``n`` (in), ``params``, ``part``.
+
+    - ``nn.Linear`` and GPT-2's ``Conv1D`` layers: the tag is the last part of the name (``q_proj``,
+      ``c_attn``...), ``experts`` is 1 and ``params`` is m·n;
+    - the 3-D expert weights of mixture-of-experts models (:func:`expert_tensors`): tag such as
+      ``experts.gate_up_proj``, ``experts`` = E, ``params`` = E·m·n (E matrices of m × n);
+    - raw router matrices (:func:`router_matrices`): tag such as ``gate.weight``, part "router".
+
+    The part (attention, MLP, router...) comes from the module tree (:func:`parts_of_parameters`).
+    The LM head (the output embedding) is left out unless ``include_lm_head``. Biases are not
+    counted: LoRA adapts weight matrices only. Any other weight tensor of 2 or more dimensions
+    (a convolution, another raw matrix) is not a row: a warning names it, so that no count leaves
+    it out silently.
     """
     parts = parts_of_parameters(model)
     rows = []
     for name, _module, (m, n) in linear_modules(model, include_lm_head):
         part = parts.get(f"{name}.weight", "LM head")  # a tied LM head's weight is named after the embedding
-        rows.append({"name": name, "tag": name.rsplit(".", 1)[-1], "m": m, "n": n, "params": m * n, "part": part})
-    outside = weights_outside_the_table(model)
+        rows.append({"name": name, "tag": name.rsplit(".", 1)[-1], "experts": 1, "m": m, "n": n, "params": m * n, "part": part})
+    for name, tag, (experts, m, n) in expert_tensors(model):
+        rows.append({"name": name, "tag": tag, "experts": experts, "m": m, "n": n, "params": experts * m * n, "part": parts[name]})
+    for name, tag, (m, n) in router_matrices(model):
+        rows.append({"name": name, "tag": tag, "experts": 1, "m": m, "n": n, "params": m * n, "part": parts[name]})
+    outside = [(name, shape) for name, shape in weights_outside_the_table(model) if name not in {row["name"] for row in rows}]
     if outside:
         examples = ", ".join(f"{name} {tuple(shape)}" for name, shape in outside[:3])
         warnings.warn(
-            f"This model has {len(outside)} weight tensor(s) that are not nn.Linear or Conv1D layers, e.g. {examples}. "
-            "They are not rows of linear_layer_table, so counts over its tags leave them out (PEFT reaches "
-            "convolutions through target_modules, raw tensors such as 3-D experts through target_parameters).",
+            f"This model has {len(outside)} weight tensor(s) that are not nn.Linear or Conv1D layers, expert "
+            f"tensors or router matrices, e.g. {examples}. They are not rows of linear_layer_table, so counts "
+            "over its tags leave them out.",
             stacklevel=2,
         )
-    return pd.DataFrame(rows, columns=["name", "tag", "m", "n", "params", "part"])
+    table = pd.DataFrame(rows, columns=["name", "tag", "experts", "m", "n", "params", "part"])
+    order = {name: index for index, name in enumerate(n for n, _ in model.named_parameters())}
+    position = table["name"].map(lambda name: order.get(name, order.get(f"{name}.weight", len(order))))
+    return table.iloc[position.argsort(kind="stable")].reset_index(drop=True)
 
 
 def weights_outside_the_table(model: nn.Module) -> list[tuple[str, torch.Size]]:
-    """Parameters with 2 or more dimensions that are not the weight of a linear layer, an embedding or a norm."""
+    """Parameters with 2 or more dimensions that are not the weight of a linear layer, an embedding or a norm.
+
+    Biases of expert stacks (gpt-oss' ``gate_up_proj_bias``, shape (E, out)) are biases, not weights: left out.
+    """
     from transformers.pytorch_utils import Conv1D
 
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -647,7 +764,7 @@ def weights_outside_the_table(model: nn.Module) -> list[tuple[str, torch.Size]]:
         if isinstance(module, (nn.Linear, Conv1D, nn.Embedding)) or module is lm_head or "norm" in type(module).__name__.lower():
             continue
         for parameter_name, parameter in module.named_parameters(recurse=False):
-            if parameter.dim() >= 2:
+            if parameter.dim() >= 2 and not parameter_name.endswith("bias"):
                 found.append((f"{module_name}.{parameter_name}".lstrip("."), parameter.shape))
     return found
 
@@ -807,6 +924,8 @@ def check_peft_keeps_the_targets(model: nn.Module, targets: list[str]) -> None:
     PEFT (>= 0.20) converts ``target_modules`` on some mixture-of-experts models, e.g. to
     ``target_parameters`` on their 3-D expert tensors; PEFT's own conversion function says what it does.
     """
+    if not targets:
+        return
     try:
         import peft
         from peft import LoraConfig
@@ -830,11 +949,29 @@ def check_peft_keeps_the_targets(model: nn.Module, targets: list[str]) -> None:
         )
 
 
+def is_parameter_tag(tag: str) -> bool:
+    """True for a tag that names a parameter (``experts.gate_up_proj``, ``gate.weight``), not a module (``q_proj``)."""
+    return "." in tag
+
+
+def peft_targets(tags: Iterable[str]) -> dict[str, list[str]]:
+    """The LoraConfig arguments for these table tags: module tags go to ``target_modules``, parameter tags
+    (expert tensors, router matrices) to ``target_parameters``. Use as ``LoraConfig(r=8, **peft_targets(tags))``."""
+    tags = list(dict.fromkeys(tags))
+    modules = [tag for tag in tags if not is_parameter_tag(tag)]
+    parameters = [tag for tag in tags if is_parameter_tag(tag)]
+    return {"target_modules": modules or None, "target_parameters": parameters or None}
+
+
 def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
-    """LoRA's trainable parameters for ``targets`` at ``rank``, from the model's shapes."""
+    """LoRA's trainable parameters for ``targets`` at ``rank``, from the model's shapes: Σ rank·E·(m + n).
+
+    E is 1 for an ordinary layer; for a 3-D expert tensor PEFT gives each of the E experts its own
+    A (rank × n) and B (m × rank). Equal to PEFT with ``LoraConfig(r=rank, **peft_targets(targets))``.
+    """
     rows = select_targets(linear_layer_table(model), targets)
     check_tags_name_only_table_rows(model, rows)
-    check_peft_keeps_the_targets(model, sorted(set(rows["tag"])))
+    check_peft_keeps_the_targets(model, sorted(tag for tag in set(rows["tag"]) if not is_parameter_tag(tag)))
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     refused = sorted(PEFT_REFUSED_TAGS & set(rows["tag"]))
     if model_type in PEFT_REFUSED_MODEL_TYPES and refused:
@@ -842,7 +979,10 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
             f"PEFT refuses LoRA on {', '.join(refused)} in {model_type} models (they are incompatible with "
             "its Mamba layers), so this count would describe an adapter that cannot be built. Leave them out."
         )
-    return lora_trainables(zip(rows["m"], rows["n"]), rank)
+    total = 0
+    for experts, m, n in zip(rows["experts"], rows["m"], rows["n"]):
+        total += int(experts) * lora_trainables([(int(m), int(n))], rank)
+    return total
 
 
 def linear_bias_params(model: nn.Module, tags: Iterable[str] | None = None) -> int:
@@ -878,11 +1018,24 @@ def part_of_model(parameter_name: str) -> str:
     return "other"
 
 
-def part_of_module(module: nn.Module, ancestors: list[nn.Module], lm_head) -> str | None:
-    """The part a module's own parameters belong to, from the module's class and its ancestors' classes."""
+def family_prefix(model: nn.Module) -> str:
+    """The model family's class-name prefix: ``GptOss`` for ``GptOssForCausalLM``, ``Llama`` for ``LlamaModel``."""
+    name = type(model).__name__
+    return name.split("For", 1)[0] if "For" in name else name.removesuffix("Model")
+
+
+def part_of_module(module: nn.Module, ancestors: list[nn.Module], lm_head, family: str = "") -> str | None:
+    """The part a module's own parameters belong to, from the module's class and its ancestors' classes.
+
+    The family prefix is removed from class names first, so that a family name cannot pass for a
+    part (``GptOssMLP`` contains "ssm", the word for a state-space layer).
+    """
     from transformers import PreTrainedModel
 
-    own_class = type(module).__name__.lower()
+    def class_words(m: nn.Module) -> str:
+        return type(m).__name__.removeprefix(family).lower()
+
+    own_class = class_words(module)
     if module is lm_head:
         return "LM head"
     if isinstance(module, nn.Embedding) or "embedding" in own_class:
@@ -891,7 +1044,7 @@ def part_of_module(module: nn.Module, ancestors: list[nn.Module], lm_head) -> st
         return "norms"
     inside_layers = [m for m in [module, *reversed(ancestors)] if not isinstance(m, PreTrainedModel)]
     for words, part in [(HEAD_CLASS_WORDS, "LM head"), (ATTENTION_WORDS, "attention"), (MLP_CLASS_WORDS, "MLP")]:
-        if any(word in type(m).__name__.lower() for m in inside_layers for word in words):
+        if any(word in class_words(m) for m in inside_layers for word in words):
             return part
     return None
 
@@ -904,19 +1057,22 @@ def parts_of_parameters(model: nn.Module) -> dict[str, str]:
     the classes say nothing does the parameter's name decide (:func:`part_of_model`).
     "attention" includes the state-space, recurrent or convolution layers that some models use
     instead (Mamba, RecurrentGemma, LFM). "other" is what is none of these, e.g. BERT's pooler,
-    the vision tower of a multimodal model, Gemma 4's per-layer input gates.
+    the vision tower of a multimodal model, Gemma 4's per-layer input gates. In a mixture of
+    experts the MLP is split into "routed experts", "router" and "shared experts" (:func:`moe_roles`).
     """
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    family = family_prefix(model)
     parts: dict[str, str] = {}
 
     def visit(module: nn.Module, prefix: str, ancestors: list[nn.Module]) -> None:
         for parameter_name, _parameter in module.named_parameters(recurse=False):
             name = prefix + parameter_name
-            parts[name] = part_of_module(module, ancestors, lm_head) or part_of_model(name)
+            parts[name] = part_of_module(module, ancestors, lm_head, family) or part_of_model(name)
         for child_name, child in module.named_children():
             visit(child, f"{prefix}{child_name}.", [*ancestors, module])
 
     visit(model, "", [])
+    parts.update(moe_roles(model))
     return parts
 
 
@@ -927,6 +1083,72 @@ def parameters_by_part(model: nn.Module) -> pd.DataFrame:
     table = pd.DataFrame(rows).groupby("part", sort=False)["params"].sum().to_frame()
     table["share %"] = (100 * table["params"] / table["params"].sum()).round(1)
     return table
+
+
+def experts_per_token(model: nn.Module) -> int:
+    """How many routed experts each token uses (top-k), read from the model's config."""
+    config = getattr(model, "config", None)
+    config = getattr(config, "text_config", None) or config  # multimodal configs keep it in their text part
+    top_k = getattr(config, "num_experts_per_tok", None)
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k <= 0:
+        raise ValueError(
+            "This model's config has no usable num_experts_per_tok (the top-k of its router), so the active "
+            "parameters cannot be counted exactly. Set it in the config (e.g. 2 for Mixtral, 8 for Qwen3-30B-A3B)."
+        )
+    return top_k
+
+
+def active_parameters(model: nn.Module, count_input_embeddings: bool = True, count_output_embeddings: bool = True) -> int:
+    """Parameters a token passes through: everything except the routed experts, plus top-k / E of those.
+
+    Per expert stack of E experts, a token uses k of them: (k / E) of its parameters (exactly, since
+    every stack holds E equal experts). Vendors differ on the embeddings, hence the two switches:
+    Mistral (Mixtral) and Qwen count both; OpenAI (gpt-oss) counts the output embedding (the
+    unembedding, a matrix multiplication) but not the input embedding (a table lookup). A tied
+    matrix counts if either switch is on. A dense model's active parameters are all of them.
+    """
+    experts_of = {name: experts for name, _block, experts in mixture_of_experts_blocks(model)}
+    top_k = experts_per_token(model) if experts_of else None
+    roles = moe_roles(model)
+    input_embedding = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    output_embedding = output.weight if output is not None else None
+    active = 0
+    for name, parameter in model.named_parameters():  # each tensor once, even when tied
+        is_input, is_output = parameter is input_embedding, parameter is output_embedding
+        if (is_input or is_output) and not ((is_input and count_input_embeddings) or (is_output and count_output_embeddings)):
+            continue
+        if roles.get(name) == "routed experts":  # k of the E experts of this stack (weight or bias) per token
+            experts = experts_of[name.rsplit(".", 2)[0]]  # the block's E
+            if top_k > experts:
+                raise ValueError(f"num_experts_per_tok = {top_k} is more than the {experts} experts of {name}: check the config.")
+            active += parameter.numel() // experts * top_k
+        else:
+            active += parameter.numel()
+    return active
+
+
+@contextlib.contextmanager
+def peft_added_pattern_warnings_silenced(lora_config):
+    """Drop PEFT's warning that a ``rank_pattern``/``alpha_pattern`` key matched nothing, when PEFT added the key itself.
+
+    PEFT's conversion for mixture-of-experts models adds ``.*\\.gate_up_proj`` patterns to the config,
+    applies them to the expert tensors, then warns that they "did not match any targeted module and
+    were ignored" (notebook 07 shows the rank was applied). Warnings about your own keys are kept.
+    """
+    import ast
+
+    own_keys = set(lora_config.rank_pattern or {}) | set(lora_config.alpha_pattern or {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        text = str(warning.message)
+        if "_pattern keys did not match any targeted module" in text and "[" in text:
+            keys = ast.literal_eval(text[text.index("["):text.rindex("]") + 1])
+            if not own_keys & set(keys):
+                continue
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def count_with_peft(source, lora_config) -> tuple[int, int]:
@@ -943,9 +1165,52 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
     if lora_config.init_lora_weights is True and not lora_config.use_dora:
         # Initial values change no shape, and skipping PEFT's random initialisation saves a third of the time.
         lora_config = dataclasses.replace(lora_config, init_lora_weights=False)
-    with torch.device("meta"):  # create A and B without memory, like the skeleton itself
+    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config):  # A and B without memory
         peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
     return peft_model.get_nb_trainable_parameters()
+
+
+def what_peft_adapts(source, lora_config) -> pd.DataFrame:
+    """The rows of :func:`linear_layer_table` with what PEFT really did to each: ``peft rank`` (0 = left out)
+    and ``peft trainable`` (the numbers in that row's A and B), for ``lora_config`` on a fresh skeleton.
+
+    PEFT may rewrite a config before it applies it (its transformers-5 conversion of mixture-of-experts
+    targets); this reads the adapted model, not the config. Rows PEFT adapted but the table does not
+    have, or trainable parameters outside the adapters (``modules_to_save``...), would be lost: they raise
+    a ValueError. PEFT's own ``get_nb_trainable_parameters`` is checked to equal the column's sum.
+    """
+    import dataclasses
+
+    from peft import get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    quiet_transformers()
+    table = linear_layer_table(build_skeleton(source))
+    if lora_config.init_lora_weights is True and not lora_config.use_dora:
+        lora_config = dataclasses.replace(lora_config, init_lora_weights=False)  # shapes only, as in count_with_peft
+    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config):
+        peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
+    ranks, trainable = {}, {}
+    for name, module in peft_model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        row = name.removeprefix("base_model.model.").replace(".base_layer", "")
+        if hasattr(module, "parameter_name"):  # PEFT's ParamWrapper adapts one parameter of the module
+            row = f"{row}.{module.parameter_name}"
+        adapter = next(iter(module.r))
+        ranks[row] = module.r[adapter]
+        trainable[row] = sum(p.numel() for p in module.lora_A[adapter].parameters()) + sum(
+            p.numel() for p in module.lora_B[adapter].parameters())
+    unknown = sorted(set(ranks) - set(table["name"]))
+    if unknown:
+        raise ValueError(f"PEFT adapted {len(unknown)} weight(s) that are not rows of linear_layer_table, e.g. {unknown[0]}.")
+    table["peft rank"] = table["name"].map(ranks).fillna(0).astype(int)
+    table["peft trainable"] = table["name"].map(trainable).fillna(0).astype(int)
+    peft_total = peft_model.get_nb_trainable_parameters()[0]
+    if int(table["peft trainable"].sum()) != peft_total:
+        raise ValueError(f"PEFT trains {peft_total:,} parameters, {peft_total - int(table['peft trainable'].sum()):,} of them "
+                         "outside the adapted rows (modules_to_save, biases or trainable tokens?): this table cannot show them.")
+    return table
 
 
 # ---------------------------------------------------------------------------

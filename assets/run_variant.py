@@ -30,8 +30,15 @@ DEFAULT_TARGET_NAMES = {"q_proj", "k_proj", "v_proj", "o_proj"}  # what the note
 
 
 def check_model(model: str) -> None:
+    """A dense catalog model: notebooks 02-04 count dense layers; mixtures of experts have notebook 07."""
     if model not in helpers.catalog():
         raise ValueError(f"{model!r} is not in the offline catalog. Choose one of: {', '.join(helpers.catalog())}.")
+    if helpers.is_mixture_of_experts(helpers.build_skeleton(model)):
+        dense = [name for name in helpers.catalog() if not helpers.is_mixture_of_experts(helpers.build_skeleton(name))]
+        raise ValueError(
+            f"{model} is a mixture of experts; notebooks 02-04 are written for dense models, and notebook 07 counts this one. "
+            f"Choose a dense model: {', '.join(dense)}."
+        )
 
 
 def choose_targets(model: str, targets: list[str] | None) -> list[str] | None:

@@ -64,6 +64,8 @@ def test_every_causal_lm_architecture_is_exact_or_loud():
 
 # --- the pieces the sweep relies on, each on a small case with an independent expectation ---------
 
+import warnings  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -79,18 +81,32 @@ def tiny(model_type: str):
 @pytest.mark.parametrize("model_type", ["roberta-prelayernorm", "olmo2", "gpt2"])
 def test_norms_are_the_parameters_of_norm_modules(model_type):
     model = tiny(model_type)
-    by_class = sum(p.numel() for m in model.modules() if "norm" in type(m).__name__.lower() for p in m.parameters(recurse=False))
+    family = helpers.family_prefix(model)  # RobertaPreLayerNorm... : the family name is not a norm
+    by_class = sum(p.numel() for m in model.modules() if "norm" in type(m).__name__.removeprefix(family).lower()
+                   for p in m.parameters(recurse=False))
     parts = helpers.parameters_by_part(model)
     assert int(parts.loc["norms", "params"]) == by_class
 
 
-def test_mixture_of_experts_tensors_are_named_not_skipped():
+def test_mixture_of_experts_tensors_are_rows_not_skipped():
     model = tiny("mixtral")
-    with pytest.warns(UserWarning, match="not nn.Linear or Conv1D layers.*experts.gate_up_proj"):
-        helpers.linear_layer_table(model)
-    experts = [p for name, p in model.named_parameters() if ".experts." in name]
-    assert experts and all(p.dim() == 3 for p in experts)  # (E, ., .) tensors, as the warning says
-    assert helpers.parameters_by_part(model).loc["MLP", "params"] >= sum(p.numel() for p in experts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left out, so nothing to warn about
+        table = helpers.linear_layer_table(model)
+    experts = {name: p for name, p in model.named_parameters() if ".experts." in name}
+    assert experts and all(p.dim() == 3 for p in experts.values())
+    rows = table.set_index("name").loc[list(experts)]
+    assert list(rows["params"]) == [p.numel() for p in experts.values()]  # E·m·n = the tensor's size
+    assert list(rows["experts"]) == [p.shape[0] for p in experts.values()]
+
+
+def test_other_3d_parameters_are_not_experts():
+    """XLNet's relative attention keeps q, k, v, o as 3-D parameters: not experts, so not rows."""
+    model = tiny("xlnet")
+    with pytest.warns(UserWarning, match="not nn.Linear or Conv1D layers, expert tensors or router matrices.*rel_attn"):
+        table = helpers.linear_layer_table(model)
+    assert (table["experts"] == 1).all()
+    assert not helpers.is_mixture_of_experts(model)
 
 
 def test_peft_rewrite_of_moe_targets_is_refused_loudly():

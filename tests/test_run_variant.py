@@ -66,6 +66,7 @@ def test_missing_targets_fall_back_to_the_attention_projections():
     "model, rank, targets, message",
     [
         ("nobody/unknown-model", 8, None, "not in the offline catalog. Choose one of"),
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", 8, None, "is a mixture of experts.*notebook 07.*Choose a dense model: .*Llama-3.2-1B"),
         ("openai-community/gpt2", 0, None, "positive whole number"),
         ("openai-community/gpt2", 8, ["q_proj"], "This model's linear layers are: c_attn, c_proj, c_fc"),
     ],
