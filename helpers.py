@@ -15,6 +15,7 @@ and ``make test`` do it for you).
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib.util
 import json
@@ -1151,23 +1152,49 @@ def peft_added_pattern_warnings_silenced(lora_config):
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
+@contextlib.contextmanager
+def linear_initialisation_skipped():
+    """Skip ``nn.Linear``'s random initialisation while PEFT creates A and B on the meta device.
+
+    Meta tensors hold no values, so that initialisation computes nothing; skipping the calls saves
+    PEFT about a sixth of its time per adapted layer. Only used around ``get_peft_model`` on meta.
+    """
+    original = nn.Linear.reset_parameters
+    nn.Linear.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        nn.Linear.reset_parameters = original
+
+
+PEFT_COUNTS: dict[tuple[str, str], tuple[int, int]] = {}
+"""PEFT's counts already computed in this process, per catalog model and LoraConfig (see count_with_peft)."""
+
+
 def count_with_peft(source, lora_config) -> tuple[int, int]:
     """PEFT's own ``(trainable, all)`` counts for ``lora_config`` on a fresh skeleton of ``source``.
 
     A fresh skeleton each time, because ``get_peft_model`` changes the model it wraps.
-    "all" includes the adapters, as in PEFT's ``print_trainable_parameters``.
+    "all" includes the adapters, as in PEFT's ``print_trainable_parameters``. For a catalog model,
+    the same question asked twice in one process (same model, equal LoraConfig) is answered from
+    the first time PEFT computed it.
     """
-    import dataclasses
-
     from peft import get_peft_model
 
+    key = (source, repr(lora_config)) if isinstance(source, str) and source in catalog() else None
+    if key in PEFT_COUNTS:
+        return PEFT_COUNTS[key]
     quiet_transformers()
-    if lora_config.init_lora_weights is True and not lora_config.use_dora:
+    config = copy.deepcopy(lora_config)  # PEFT's MoE conversion rewrites the config it is given, its dicts too
+    if config.init_lora_weights is True and not config.use_dora:
         # Initial values change no shape, and skipping PEFT's random initialisation saves a third of the time.
-        lora_config = dataclasses.replace(lora_config, init_lora_weights=False)
-    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config):  # A and B without memory
-        peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
-    return peft_model.get_nb_trainable_parameters()
+        config.init_lora_weights = False
+    with torch.device("meta"), peft_added_pattern_warnings_silenced(config), linear_initialisation_skipped():
+        peft_model = get_peft_model(build_skeleton(source), config, low_cpu_mem_usage=True)  # A and B without memory
+    counts = peft_model.get_nb_trainable_parameters()
+    if key is not None:
+        PEFT_COUNTS[key] = counts
+    return counts
 
 
 def what_peft_adapts(source, lora_config) -> pd.DataFrame:
@@ -1179,16 +1206,15 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     have, or trainable parameters outside the adapters (``modules_to_save``...), would be lost: they raise
     a ValueError. PEFT's own ``get_nb_trainable_parameters`` is checked to equal the column's sum.
     """
-    import dataclasses
-
     from peft import get_peft_model
     from peft.tuners.lora import LoraLayer
 
     quiet_transformers()
     table = linear_layer_table(build_skeleton(source))
+    lora_config = copy.deepcopy(lora_config)  # PEFT's MoE conversion rewrites the config it is given, its dicts too
     if lora_config.init_lora_weights is True and not lora_config.use_dora:
-        lora_config = dataclasses.replace(lora_config, init_lora_weights=False)  # shapes only, as in count_with_peft
-    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config):
+        lora_config.init_lora_weights = False  # shapes only, as in count_with_peft
+    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config), linear_initialisation_skipped():
         peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
     ranks, trainable = {}, {}
     for name, module in peft_model.named_modules():

@@ -220,3 +220,24 @@ def test_check_answer_compares_arrays_series_and_tensors(capsys):
         helpers.check_answer(np.array([1, 2]), np.array([1, 3]), hint="-")
     with pytest.raises(AssertionError, match="Not quite"):
         helpers.check_answer(np.array([1, 2]), np.array([1, 2, 3]), hint="-")
+
+
+def test_peft_counts_are_reused_only_for_the_same_catalog_model_and_config():
+    from peft import LoraConfig
+
+    helpers.PEFT_COUNTS.clear()
+    first = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=4, target_modules=["q_proj"]))
+    assert len(helpers.PEFT_COUNTS) == 1
+    again = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=4, target_modules=["q_proj"]))
+    other = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=8, target_modules=["q_proj"]))
+    assert again == first and len(helpers.PEFT_COUNTS) == 2
+    assert other[0] == 2 * first[0] == 2 * 30 * 4 * (576 + 576)  # 30 layers of q_proj 576 × 576, by hand
+
+
+def test_initialisation_is_restored_after_counting():
+    from torch import nn
+
+    original = nn.Linear.reset_parameters
+    with helpers.linear_initialisation_skipped():
+        assert nn.Linear.reset_parameters is not original
+    assert nn.Linear.reset_parameters is original

@@ -200,3 +200,11 @@ def test_only_peft_added_pattern_warnings_are_silenced():
         helpers.count_with_peft(tiny("mixtral"), LoraConfig(r=4, target_modules=["q_proj"], rank_pattern={"nowhere": 8}))
     messages = [str(w.message) for w in caught if "pattern keys did not match" in str(w.message)]
     assert messages and all("nowhere" in m for m in messages)
+
+
+def test_counting_with_peft_leaves_the_callers_config_as_it_was():
+    """PEFT's MoE conversion rewrites the LoraConfig it is given; helpers give it a copy."""
+    config = LoraConfig(r=4, target_modules="all-linear")
+    helpers.count_with_peft(tiny("mixtral"), config)
+    helpers.what_peft_adapts(tiny("mixtral"), config)
+    assert config.target_modules == "all-linear" and not config.target_parameters and not config.rank_pattern
