@@ -1130,12 +1130,13 @@ def active_parameters(model: nn.Module, count_input_embeddings: bool = True, cou
 
 
 @contextlib.contextmanager
-def peft_added_pattern_warnings_silenced(lora_config):
+def peft_added_pattern_warnings_silenced(lora_config, dropped: list[str] | None = None):
     """Drop PEFT's warning that a ``rank_pattern``/``alpha_pattern`` key matched nothing, when PEFT added the key itself.
 
     PEFT's conversion for mixture-of-experts models adds ``.*\\.gate_up_proj`` patterns to the config,
     applies them to the expert tensors, then warns that they "did not match any targeted module and
-    were ignored" (notebook 07 shows the rank was applied). Warnings about your own keys are kept.
+    were ignored" (notebook 07 shows the rank was applied). Warnings about your own keys are kept;
+    the dropped ones are appended to ``dropped`` when a list is given.
     """
     import ast
 
@@ -1148,6 +1149,8 @@ def peft_added_pattern_warnings_silenced(lora_config):
         if "_pattern keys did not match any targeted module" in text and "[" in text:
             keys = ast.literal_eval(text[text.index("["):text.rindex("]") + 1])
             if not own_keys & set(keys):
+                if dropped is not None:
+                    dropped.append(text)
                 continue
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
@@ -1205,6 +1208,7 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     targets); this reads the adapted model, not the config. Rows PEFT adapted but the table does not
     have, or trainable parameters outside the adapters (``modules_to_save``...), would be lost: they raise
     a ValueError. PEFT's own ``get_nb_trainable_parameters`` is checked to equal the column's sum.
+    ``table.attrs`` keeps the ``rank_pattern`` PEFT ended with and the pattern warnings it gave about it.
     """
     from peft import get_peft_model
     from peft.tuners.lora import LoraLayer
@@ -1214,7 +1218,8 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     lora_config = copy.deepcopy(lora_config)  # PEFT's MoE conversion rewrites the config it is given, its dicts too
     if lora_config.init_lora_weights is True and not lora_config.use_dora:
         lora_config.init_lora_weights = False  # shapes only, as in count_with_peft
-    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config), linear_initialisation_skipped():
+    dropped: list[str] = []
+    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config, dropped), linear_initialisation_skipped():
         peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
     ranks, trainable = {}, {}
     for name, module in peft_model.named_modules():
@@ -1236,6 +1241,8 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     if int(table["peft trainable"].sum()) != peft_total:
         raise ValueError(f"PEFT trains {peft_total:,} parameters, {peft_total - int(table['peft trainable'].sum()):,} of them "
                          "outside the adapted rows (modules_to_save, biases or trainable tokens?): this table cannot show them.")
+    table.attrs["rank_pattern"] = dict(peft_model.peft_config["default"].rank_pattern or {})  # after PEFT's rewrite
+    table.attrs["peft warnings"] = dropped  # PEFT's warnings about the patterns it added itself
     return table
 
 

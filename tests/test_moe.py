@@ -208,3 +208,9 @@ def test_counting_with_peft_leaves_the_callers_config_as_it_was():
     helpers.count_with_peft(tiny("mixtral"), config)
     helpers.what_peft_adapts(tiny("mixtral"), config)
     assert config.target_modules == "all-linear" and not config.target_parameters and not config.rank_pattern
+
+
+def test_what_peft_adapts_keeps_the_pattern_peft_added_and_its_warning():
+    rows = helpers.what_peft_adapts(tiny("mixtral"), LoraConfig(r=4, target_modules="all-linear"))
+    assert rows.attrs["rank_pattern"] == {r".*\.gate_up_proj": 8}  # 2 × r, PEFT's own addition
+    assert any("did not match any targeted module" in w for w in rows.attrs["peft warnings"])
