@@ -1174,6 +1174,24 @@ PEFT_COUNTS: dict[tuple[str, str], tuple[int, int]] = {}
 """PEFT's counts already computed in this process, per catalog model and LoraConfig (see count_with_peft)."""
 
 
+def peft_skeleton(source, lora_config, dropped_warnings: list[str] | None = None) -> nn.Module:
+    """``get_peft_model`` on a fresh meta-device skeleton of ``source``: every shape, no memory.
+
+    The config is copied first (PEFT's MoE conversion rewrites the config it is given, its dicts too),
+    and PEFT's random initialisation is skipped unless DoRA needs it: initial values change no shape,
+    and skipping them saves a third of the time. PEFT's warnings about patterns it added itself are
+    dropped (appended to ``dropped_warnings`` when a list is given).
+    """
+    from peft import get_peft_model
+
+    quiet_transformers()
+    config = copy.deepcopy(lora_config)
+    if config.init_lora_weights is True and not config.use_dora:
+        config.init_lora_weights = False
+    with torch.device("meta"), peft_added_pattern_warnings_silenced(config, dropped_warnings), linear_initialisation_skipped():
+        return get_peft_model(build_skeleton(source), config, low_cpu_mem_usage=True)
+
+
 def count_with_peft(source, lora_config) -> tuple[int, int]:
     """PEFT's own ``(trainable, all)`` counts for ``lora_config`` on a fresh skeleton of ``source``.
 
@@ -1182,19 +1200,10 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
     the same question asked twice in one process (same model, equal LoraConfig) is answered from
     the first time PEFT computed it.
     """
-    from peft import get_peft_model
-
     key = (source, repr(lora_config)) if isinstance(source, str) and source in catalog() else None
     if key in PEFT_COUNTS:
         return PEFT_COUNTS[key]
-    quiet_transformers()
-    config = copy.deepcopy(lora_config)  # PEFT's MoE conversion rewrites the config it is given, its dicts too
-    if config.init_lora_weights is True and not config.use_dora:
-        # Initial values change no shape, and skipping PEFT's random initialisation saves a third of the time.
-        config.init_lora_weights = False
-    with torch.device("meta"), peft_added_pattern_warnings_silenced(config), linear_initialisation_skipped():
-        peft_model = get_peft_model(build_skeleton(source), config, low_cpu_mem_usage=True)  # A and B without memory
-    counts = peft_model.get_nb_trainable_parameters()
+    counts = peft_skeleton(source, lora_config).get_nb_trainable_parameters()
     if key is not None:
         PEFT_COUNTS[key] = counts
     return counts
@@ -1210,17 +1219,11 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     a ValueError. PEFT's own ``get_nb_trainable_parameters`` is checked to equal the column's sum.
     ``table.attrs`` keeps the ``rank_pattern`` PEFT ended with and the pattern warnings it gave about it.
     """
-    from peft import get_peft_model
     from peft.tuners.lora import LoraLayer
 
-    quiet_transformers()
     table = linear_layer_table(build_skeleton(source))
-    lora_config = copy.deepcopy(lora_config)  # PEFT's MoE conversion rewrites the config it is given, its dicts too
-    if lora_config.init_lora_weights is True and not lora_config.use_dora:
-        lora_config.init_lora_weights = False  # shapes only, as in count_with_peft
     dropped: list[str] = []
-    with torch.device("meta"), peft_added_pattern_warnings_silenced(lora_config, dropped), linear_initialisation_skipped():
-        peft_model = get_peft_model(build_skeleton(source), lora_config, low_cpu_mem_usage=True)
+    peft_model = peft_skeleton(source, lora_config, dropped)
     ranks, trainable = {}, {}
     for name, module in peft_model.named_modules():
         if not isinstance(module, LoraLayer):
