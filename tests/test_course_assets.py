@@ -115,3 +115,13 @@ def test_students_do_not_install_the_test_tools():
         assert tool in pins(ROOT / "requirements-dev.txt")
     for name, version in student_pins.items():  # the tools never move a version the notebooks use
         assert pins(ROOT / "requirements-dev.txt").get(name, version) == version, name
+
+
+def test_ci_runs_the_readme_test_command_then_the_colab_check():
+    readme = (ROOT / "README.md").read_text()
+    two_commands = readme[readme.index("## Two commands"):readme.index("## The notebooks")]
+    assert "make test   # set up, then run the tests" in two_commands
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [line.strip() for line in script if line.strip() and not line.startswith("#")]
+    assert commands[-2:] == ["make test", "make colab-check"], commands
+    assert "set -euo pipefail" in commands  # a failing make test stops CI

@@ -77,12 +77,13 @@ def test_outputs_hold_no_machine_path_user_or_token(notebook):
 
 
 def test_only_variable_outputs_are_exempt_from_nbval(notebook):
-    """NBVAL markers are for outputs that depend on the machine, never for counts."""
+    """Exemptions are nbval's cell tags, never comments a reader sees; and only for outputs that depend on the machine."""
     path, nb = notebook
     for cell in nb.cells:
-        if "NBVAL_SKIP" in cell.source or "NBVAL_CHECK_OUTPUT" in cell.source:
-            pytest.fail(f"{path.name}: NBVAL_SKIP/NBVAL_CHECK_OUTPUT is not used in this series")
-        if "NBVAL_IGNORE_OUTPUT" in cell.source:
+        assert "NBVAL" not in cell.source, f"{path.name}: use a cell tag (nbval-ignore-output), not a comment: {cell.source[:60]!r}"
+        tags = cell.metadata.get("tags", [])
+        assert not {"nbval-skip", "nbval-check-output"} & set(tags), f"{path.name}: nbval-skip/check-output is not used in this series"
+        if "nbval-ignore-output" in tags:
             assert "hf_token()" in cell.source, f"{path.name}: only the Hub cell may ignore its output"
 
 
@@ -110,3 +111,31 @@ def test_token_never_reaches_an_output(tmp_path):
     for cell in nb.cells:
         assert fake_token not in output_text(cell)
         assert fake_token[:12] not in output_text(cell)
+
+
+# "Hu et al., 2021", "Hu et al. (2021)", "(Dettmers, 2023)": a cited work, by its first author and year
+CITED_WORK = re.compile(r"\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?: et al\.)?,? \(?((?:19|20)\d{2})\b")
+MONTHS = {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"}
+
+
+def cited_works(text: str) -> set[tuple[str, str]]:
+    return {(author, year) for author, year in CITED_WORK.findall(text) if author not in MONTHS}
+
+
+def test_cited_work_pattern_finds_the_usual_forms():
+    found = cited_works("as Hu et al., 2021 show; (Dettmers et al. (2023)); Kaplan et al. (2020) §2.1; in December 2023; "
+                        "PEFT 0.21")
+    assert found == {("Hu", "2021"), ("Dettmers", "2023"), ("Kaplan", "2020")}
+
+
+def test_every_work_a_notebook_cites_is_in_the_readme_credits():
+    readme = (NOTEBOOK_DIR.parent / "README.md").read_text()
+    credits = readme[readme.index("## Credits"):]
+    credit_lines = credits.splitlines()
+    missing = []
+    for path in NOTEBOOKS:
+        for cell in read(path).cells:
+            for author, year in cited_works(cell.source):
+                if not any(author in line and f"({year})" in line for line in credit_lines):
+                    missing.append(f"{path.name}: {author} {year}")
+    assert not missing, "cited in a notebook but not in the README's credits: " + ", ".join(sorted(set(missing)))
