@@ -574,7 +574,7 @@ def build_skeleton(source) -> nn.Module:
     check_shape_values(config.to_dict(), f"the config of {getattr(config, 'model_type', 'this model')}")
     quiet_transformers()
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), linear_initialisation_skipped():  # meta tensors hold no values to initialise
             return AutoModelForCausalLM.from_config(config)
     except (ValueError, ZeroDivisionError, TypeError, AssertionError) as error:
         raise ValueError(
@@ -1157,10 +1157,10 @@ def peft_added_pattern_warnings_silenced(lora_config, dropped: list[str] | None 
 
 @contextlib.contextmanager
 def linear_initialisation_skipped():
-    """Skip ``nn.Linear``'s random initialisation while PEFT creates A and B on the meta device.
+    """Skip ``nn.Linear``'s random initialisation while a model or PEFT's A and B are built on the meta device.
 
     Meta tensors hold no values, so that initialisation computes nothing; skipping the calls saves
-    PEFT about a sixth of its time per adapted layer. Only used around ``get_peft_model`` on meta.
+    a third of the time of building a skeleton and a sixth of PEFT's time per adapted layer. Only used on meta.
     """
     original = nn.Linear.reset_parameters
     nn.Linear.reset_parameters = lambda self: None
@@ -1189,7 +1189,7 @@ def peft_skeleton(source, lora_config, dropped_warnings: list[str] | None = None
     if config.init_lora_weights is True and not config.use_dora:
         config.init_lora_weights = False
     with torch.device("meta"), peft_added_pattern_warnings_silenced(config, dropped_warnings), linear_initialisation_skipped():
-        return get_peft_model(build_skeleton(source), config, low_cpu_mem_usage=True)
+        return get_peft_model(build_skeleton(source), config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)  # no values to cast
 
 
 def count_with_peft(source, lora_config) -> tuple[int, int]:
@@ -1463,21 +1463,75 @@ def answers_match(answer, expected) -> bool:
     answer, expected = as_plain_value(answer), as_plain_value(expected)
     if isinstance(answer, np.ndarray) or isinstance(expected, np.ndarray):
         return np.shape(answer) == np.shape(expected) and bool(np.array_equal(answer, expected))
+    if isinstance(answer, (bool, np.bool_)) != isinstance(expected, (bool, np.bool_)):
+        return False  # True is not the count 1
     try:
         return bool(answer == expected)
     except (TypeError, ValueError):
         return False
 
 
-def check_answer(answer, expected, hint: str) -> None:
-    """Self-check for the exercises: a friendly tick, or an AssertionError carrying a hint."""
+class NotYet(AssertionError):
+    """A missing or wrong exercise answer. JupyterLab and Colab (IPython) show only its message, no traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[1;31m{self}\x1b[0m"]  # IPython prints these lines instead of the traceback
+
+
+def as_number(value):
+    """A Python number for NumPy and PyTorch scalars (so they print and compare as numbers), else the value itself."""
+    import numbers
+
+    value = as_plain_value(value)
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
+
+
+def shown(value) -> str:
+    """A value as the exercise messages print it: whole numbers with thousands separators."""
+    value = as_number(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:,.6g}" if isinstance(value, float) else repr(value)
+
+
+def what_went_wrong(answer, expected, mistakes: dict | None = None) -> str:
+    """A diagnosis of a wrong answer that does not give the expected value away ("" if there is none to give)."""
+    for value, explanation in (mistakes or {}).items():
+        if answers_match(answer, value):
+            return explanation
+    answer, expected = as_number(answer), as_number(expected)
+    if isinstance(expected, bool):
+        return "" if isinstance(answer, bool) else "True or False is expected"
+    if not isinstance(expected, (int, float)):
+        return ""
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        return f"a number is expected, not {type(answer).__name__}"
+    if isinstance(expected, int) and isinstance(answer, float) and not answer.is_integer():
+        return "a whole number is expected (a count): use // rather than /, or round where the question says so"
+    if expected and answer == 2 * expected:
+        return "twice the expected value: is something counted twice?"
+    if answer and expected == 2 * answer:
+        return "half the expected value: is a factor of 2 missing?"
+    return "too high" if answer > expected else "too low"
+
+
+def check_answer(answer, expected, hint: str, mistakes: dict | None = None) -> None:
+    """Self-check for the exercises: a tick, or one short message with a diagnosis and the hint.
+
+    ``mistakes`` maps answers that a typical slip gives (e.g. r·m·n instead of r·(m + n)) to
+    an explanation of that slip. Used in every notebook's "Check yourself".
+    """
     if answer is None:
-        raise AssertionError(f"No answer yet: replace None with your expression. Hint: {hint}")
+        raise NotYet(f"No answer yet: replace None with your expression. Hint: {hint}")
     if not answers_match(answer, expected):
-        raise AssertionError(f"Not quite: you have {answer!r}. Hint: {hint}")
+        diagnosis = what_went_wrong(answer, expected, mistakes)
+        raise NotYet(f"Not quite: you have {shown(answer)}{f' ({diagnosis})' if diagnosis else ''}. Hint: {hint}")
     is_count = isinstance(expected, int) and not isinstance(expected, bool)
-    shown = f"{expected:,}" if is_count else repr(expected)
-    print(f"✓ Correct: {shown}")
+    print(f"✓ Correct: {f'{expected:,}' if is_count else repr(expected)}")
 
 
 def main(arguments: list[str]) -> int:

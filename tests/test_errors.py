@@ -3,6 +3,7 @@
 import json
 import time
 
+import numpy as np
 import pytest
 
 import helpers
@@ -241,3 +242,21 @@ def test_initialisation_is_restored_after_counting():
     with helpers.linear_initialisation_skipped():
         assert nn.Linear.reset_parameters is not original
     assert nn.Linear.reset_parameters is original
+
+
+def test_a_wrong_answer_is_one_short_message_with_a_diagnosis():
+    def message(answer, expected, **options) -> str:
+        with pytest.raises(helpers.NotYet) as caught:
+            helpers.check_answer(answer, expected, hint="the hint", **options)
+        lines = caught.value._render_traceback_()  # what JupyterLab and Colab show instead of a traceback
+        assert len(lines) == 1 and "the hint" in lines[0]
+        return str(caught.value)
+
+    assert "you have 1,234,567 (too high)" in message(1_234_567, 1_000)
+    assert "(too low)" in message(np.int64(7), 1_000)
+    assert "whole number is expected" in message(2.5, 4)
+    assert "twice the expected value" in message(8, 4) and "half the expected value" in message(2, 4)
+    assert "that is r·m·n" in message(6, 5, mistakes={6: "that is r·m·n"})
+    assert "a number is expected, not str" in message("12", 12)
+    assert "True or False is expected" in message(1, True)
+    assert "(" not in message(False, True)  # a wrong guess between two options gets no diagnosis that gives it away
