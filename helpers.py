@@ -1371,7 +1371,8 @@ def with_commas(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-PART_COLORS = {"embeddings": "#4C72B0", "attention": "#DD8452", "MLP": "#55A868", "norms": "#8C8C8C", "LM head": "#C44E52"}
+PART_COLORS = {"embeddings": "#4C72B0", "attention": "#DD8452", "MLP": "#55A868", "norms": "#8C8C8C", "LM head": "#7F1D1D"}
+PART_HATCHES = {"embeddings": "", "attention": "//", "MLP": "", "norms": "..", "LM head": "xx"}  # tell the parts apart in greyscale
 
 
 def plot_shares(shares: pd.DataFrame, title: str):
@@ -1383,10 +1384,11 @@ def plot_shares(shares: pd.DataFrame, title: str):
     for part, color in PART_COLORS.items():
         if part not in shares:
             continue
-        ax.barh(shares.index, shares[part], left=left, color=color, label=part)
+        ax.barh(shares.index, shares[part], left=left, color=color, hatch=PART_HATCHES[part], edgecolor="white", label=part)
         for row, (start, width) in enumerate(zip(left, shares[part])):
             if width >= 4:  # too thin to hold a label otherwise
-                ax.text(start + width / 2, row, f"{width:.1f}%", ha="center", va="center", color="white", fontsize=11)
+                ax.text(start + width / 2, row, f"{width:.1f}%", ha="center", va="center", color="white", fontsize=12,
+                        fontweight="bold", bbox=dict(facecolor=color, edgecolor="none", pad=1))
         left = left + shares[part]
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of all parameters (%)")
