@@ -11,6 +11,7 @@ Usage: python assets/stamp_course.py
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -22,7 +23,9 @@ COURSE_FILE = ROOT / "assets" / "course.json"
 NOTEBOOK_DIR = ROOT / "notebooks"
 README = ROOT / "README.md"
 
-COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"  # the README's badge (GitHub shows it online)
+BADGE_FILE = ROOT / "assets" / "open_in_colab.svg"  # the notebooks' badge: our own image, stored inside the notebook
+BADGE_ATTACHMENT = "open_in_colab.svg"
 COLAB_CELL_MARK = "# Google Colab only:"
 README_TABLE_START = "<!-- notebooks-table: written by assets/stamp_course.py -->"
 README_TABLE_END = "<!-- end of notebooks-table -->"
@@ -49,8 +52,13 @@ def colab_url(notebook_name: str, settings: dict) -> str:
     return f"https://colab.research.google.com/github/{github_path}/blob/{settings['branch']}/notebooks/{notebook_name}"
 
 
-def colab_badge(notebook_name: str, settings: dict) -> str:
-    return f"[![Open in Colab]({COLAB_BADGE_IMAGE})]({colab_url(notebook_name, settings)})"
+def colab_badge(notebook_name: str, settings: dict, image: str = COLAB_BADGE_IMAGE) -> str:
+    return f"[![Open in Colab]({image})]({colab_url(notebook_name, settings)})"
+
+
+def badge_attachment() -> dict:
+    """The badge image as a cell attachment: it shows offline, in JupyterLab, Colab, GitHub, slides and handouts."""
+    return {BADGE_ATTACHMENT: {"image/svg+xml": base64.b64encode(BADGE_FILE.read_bytes()).decode("ascii")}}
 
 
 CLONE = "lora-by-the-numbers"  # the Colab cell's clone of the course, in Colab's working folder (/content)
@@ -92,7 +100,8 @@ def with_badge(title_source: str, badge: str) -> str:
 def stamp_notebook(notebook, name: str, settings: dict):
     """Badge in the title cell, the Colab cell first among the code cells, slide tags everywhere."""
     title = notebook.cells[0]
-    title.source = with_badge(title.source, colab_badge(name, settings))
+    title.source = with_badge(title.source, colab_badge(name, settings, image=f"attachment:{BADGE_ATTACHMENT}"))
+    title["attachments"] = badge_attachment()
     colab_source = colab_cell_source(settings)
     second = notebook.cells[1]
     if second.cell_type == "code" and second.source.startswith(COLAB_CELL_MARK):

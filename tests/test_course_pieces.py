@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
 import importlib.util
 import json
@@ -70,6 +71,14 @@ def test_badge_links_to_this_notebook_in_colab(notebook_path):
     title = nbformat.read(notebook_path, as_version=4).cells[0].source.split("\n")
     assert title[1].startswith("[![Open in Colab]")
     assert title[1].endswith(f"/blob/main/notebooks/{notebook_path.name})")
+
+
+def test_badge_shows_offline(notebook_path):
+    """The badge's image travels inside the notebook (an attachment): no broken image in JupyterLab offline."""
+    title = nbformat.read(notebook_path, as_version=4).cells[0]
+    assert title.source.split("\n")[1].startswith("[![Open in Colab](attachment:open_in_colab.svg)]")
+    stored = base64.b64decode(title["attachments"]["open_in_colab.svg"]["image/svg+xml"])
+    assert stored == (ROOT / "assets" / "open_in_colab.svg").read_bytes()
 
 
 def test_every_heading_starts_its_own_cell(notebook_path):
