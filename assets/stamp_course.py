@@ -97,6 +97,17 @@ def with_badge(title_source: str, badge: str) -> str:
     return "\n".join(lines)
 
 
+def plumbing_cells(notebook) -> list:
+    """Cells that run the course but teach nothing: the setup cell (imports, first after the Colab cell),
+    and the make-run settings (the "**Settings.**" note and papermill's ``parameters`` cell after it)."""
+    cells = notebook.cells
+    found = [cells[2]] if len(cells) > 2 and cells[2].cell_type == "code" and "import helpers" in cells[2].source else []
+    for before, cell in zip(cells, cells[1:]):
+        if "parameters" in cell.metadata.get("tags", []) and before.source.startswith("**Settings.**"):
+            found += [before, cell]
+    return found
+
+
 def stamp_notebook(notebook, name: str, settings: dict):
     """Badge in the title cell, the Colab cell first among the code cells, slide tags everywhere."""
     title = notebook.cells[0]
@@ -109,6 +120,8 @@ def stamp_notebook(notebook, name: str, settings: dict):
     else:
         notebook.cells.insert(1, nbformat.v4.new_code_cell(colab_source))
     notebook.cells[1].metadata["tags"] = ["colab-setup"]  # handouts leave it out
+    for cell in plumbing_cells(notebook):  # slides and handouts show no input for these (their outputs stay)
+        cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {"plumbing"})
     for index, cell in enumerate(notebook.cells):
         cell.id = f"cell-{index:02d}"
         cell.metadata["slideshow"] = {"slide_type": slide_type(cell)}

@@ -252,3 +252,12 @@ def test_course_settings_refuse_what_would_break_the_clone_command(tmp_path, mon
     monkeypatch.setattr(stamp_course, "COURSE_FILE", tmp_path / "course.json")
     with pytest.raises(ValueError, match=field):
         stamp_course.course_settings()
+
+
+def test_plumbing_tag_marks_setup_and_settings_only(notebook_path):
+    """Slides and handouts hide the input of cells tagged plumbing: never a lesson, an exercise or a check."""
+    cells = nbformat.read(notebook_path, as_version=4).cells
+    tagged = [cell for cell in cells if "plumbing" in cell.metadata.get("tags", [])]
+    assert cells[2] in tagged and "import helpers" in cells[2].source  # the setup cell
+    for cell in tagged:
+        assert "# solution" not in cell.source and "check_answer(" not in cell.source and not cell.source.startswith("#")
