@@ -53,7 +53,7 @@ def test_active_parameters_are_total_minus_the_idle_experts(model_id):
 
 
 def test_active_parameters_reproduce_the_published_figures():
-    """Mistral: 12.9B with both embeddings; Qwen: 3.3B (cut off); OpenAI: 3.61B without the input embedding."""
+    """Mistral: 12.9B with both embeddings; Qwen: 3.3B (consistent with both embeddings, cut off after one decimal); OpenAI: 3.61B without the input embedding."""
     mixtral, qwen, gpt_oss = (helpers.build_skeleton(m) for m in (MIXTRAL, QWEN3, GPT_OSS))
     assert round(helpers.active_parameters(mixtral) / 1e8) == 129
     assert int(helpers.active_parameters(qwen) / 1e8) == 33
