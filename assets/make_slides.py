@@ -1,128 +1,156 @@
-"""Turn the executed notebooks into reveal.js slide decks that work offline.
+"""Turn the executed notebooks into reveal.js lecture decks for a 1280 x 720 projector.
 
-Run: python assets/make_slides.py [notebooks...]
-     (default: every notebooks/[0-9][0-9]_*.ipynb)
+Run: python assets/make_slides.py [notebooks...] [--output-dir DIR]
+     (default: every notebooks/[0-9][0-9]_*.ipynb, into build/slides/)
 
-Writes build/slides/<stem>.slides.html. Open it straight from disk in a browser:
-reveal.js, require.js and jQuery come from build/npm/node_modules/, which this
-script fills with `npm install` the first time (pinned versions, below).
+Writes one folder per notebook, which works on its own (copy it to a USB stick and open
+index.html from there, offline):
 
-Which cell starts a slide is read from each cell's metadata.slideshow.slide_type
-(JupyterLab: right sidebar, "Slide Type"):
-  "slide"     a new slide (left/right arrows),
-  "subslide"  a new slide below the current one (up/down arrows),
-  "-"         continues the current slide,
-  "skip"      left out (the Colab setup cell).
-assets/stamp_course.py sets them in every notebook (`make course`).
+  build/slides/<stem>/index.html       the deck (the notebook's committed outputs; nothing is executed)
+  build/slides/<stem>/lib/reveal.js/   reveal.js (from npm, pinned, installed once into build/npm/)
+  build/slides/<stem>/lib/fonts/       the fonts it uses (no web fonts are fetched)
+  build/slides/<stem>/lib/slides.css, slide_fitting.js   this course's look and fitting
+  build/slides/index.html              a list of the decks
 
-Long text outputs are cut to their first lines, so that a slide fits the
-projector; the full output is in the notebook and in the handout.
+How a notebook becomes slides (assets/slide_plan.py has the rules): every `#`/`##` heading
+starts a slide, every `###` heading and exercise a slide below it, as the slide types that
+assets/stamp_course.py writes say; a section taller than the screen continues on further
+slides below, each headed by the section's title. On the projector, Space, PageDown and the
+right arrow (what a presenter remote sends) go through every slide and every click in order.
+Code cells tagged `plumbing` show only their output; an exercise shows its question first and
+its worked solution and check on the next click. In the browser, assets/slide_fitting.js
+scales down whatever still does not fit (a wide table, a long line of code, a tall slide),
+so that nothing is ever cut.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+from jinja2 import DictLoader
 from nbconvert import SlidesExporter
-from nbconvert.preprocessors import CoalesceStreamsPreprocessor, Preprocessor
-from traitlets import Integer
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
-# The sibling script in assets/ (Python puts a script's own folder on sys.path).
+# Sibling modules in assets/ (Python puts a script's own folder on sys.path).
 from make_handouts import WidgetPlaceholderPreprocessor, build_each
+from slide_plan import plan_slides
 
-REPO = Path(__file__).resolve().parent.parent
+ASSETS = Path(__file__).resolve().parent
+REPO = ASSETS.parent
 OUTPUT_DIR = REPO / "build" / "slides"
 NPM_PREFIX = REPO / "build" / "npm"
 NODE_MODULES = NPM_PREFIX / "node_modules"
 
-# nbconvert 7's reveal template is written for reveal.js 4 (it defaults to
-# reveal.js 4.0.2 on a CDN and loads dist/reveal.js, dist/theme/<theme>.css and
-# plugin/notes/notes.js). 4.6.1 is the last 4.x release, with the same layout.
-# The template also needs require.js (to load reveal.js) and jQuery (for scrolling).
+# reveal.js 4.6.1 is the last 4.x release. It is loaded as a plain script: no require.js, no jQuery.
 JS_LIBRARIES = {
     "reveal.js": "4.6.1",
-    "requirejs": "2.3.8",
-    "jquery": "3.7.1",
 }
 
-# Added after nbconvert's own styles.
-SLIDES_CSS = """
-/* Remote images (the "Open in Colab" badge) cannot load offline. */
-img[src^="http://"],
-img[src^="https://"] {
-  display: none;
+# What each deck's lib/ holds: (source, destination inside lib/). Sources under node_modules
+# come from npm; the monospace font from the system, when it has it (Debian: fonts-dejavu-core).
+REVEAL_FILES = [
+    "dist/reveal.js",
+    "dist/reveal.css",
+    "plugin/notes/notes.js",
+    "LICENSE",
+]
+SOURCE_SANS = "dist/theme/fonts/source-sans-pro"
+SOURCE_SANS_FILES = [
+    "source-sans-pro-regular.woff",
+    "source-sans-pro-italic.woff",
+    "source-sans-pro-semibold.woff",
+    "source-sans-pro-semibolditalic.woff",
+]
+MONO_FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+MONO_FONT_FILES = ["DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf"]
+MONO_FONT_LICENSE = Path("/usr/share/doc/fonts-dejavu-core/copyright")
+COURSE_FILES = ["slides.css", "slide_fitting.js"]
+
+# reveal.js settings for a projector and a presenter remote.
+REVEAL_CONFIG = {
+    "width": 1280,
+    "height": 720,
+    "margin": 0,
+    "minScale": 0.1,
+    "maxScale": 3.0,
+    "center": False,
+    "hash": True,
+    "navigationMode": "linear",  # Space, PageDown and the arrows go through every slide below, in order
+    "slideNumber": "c/t",
+    "showSlideNumber": "all",
+    "transition": "none",
+    "backgroundTransition": "none",
+    "controls": True,
+    "controlsTutorial": False,
+    "progress": True,
+    "viewDistance": 1000,  # every slide laid out, so that slide_fitting.js can measure it (it then sets 3)
+    "mobileViewDistance": 1000,
+    "preloadIframes": False,
 }
-/* Long code lines wrap, between words, instead of disappearing past the slide's edge. */
-.reveal pre,
-.jp-InputArea-editor pre,
-.jp-OutputArea-output pre {
-  white-space: pre-wrap;
-  word-break: normal;
-  overflow-wrap: break-word;
-}
-/* The theme's titles are too big for the notebooks' long titles. */
-.reveal h1 {
-  font-size: 2em;
-}
-/* A slide taller than the screen scrolls, the first one shown included
-   (the template's own reveal_scroll only acts after a slide change). */
-.reveal .slides > section > section {
-  max-height: 100%;
-  overflow-y: auto;
-}
-.widget-note {
-  color: #555;
-  font-style: italic;
-}
+
+# The page around nbconvert's cells: reveal.js's own template, without its CDN, require.js,
+# jQuery, MathJax, Mermaid or web fonts; every file it loads is in the deck's lib/.
+DECK_TEMPLATE = """
+{%- extends 'reveal/base.html.j2' -%}
+{%- block header -%}
+<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8" />
+<meta name="viewport" content="width=device-width, initial-scale=1.0" />
+<title>{{ resources.deck.title | escape_html }}</title>
+<link rel="icon" href="data:," />
+<link rel="stylesheet" href="lib/reveal.js/dist/reveal.css" />
+{{ resources.include_css("static/index.css") }}
+{{ resources.include_css("static/theme-light.css") }}
+{% for css in resources.inlining.css -%}
+<style type="text/css">
+{{ css }}
+</style>
+{% endfor %}
+<link rel="stylesheet" href="lib/slides.css" />
+</head>
+{%- endblock header -%}
+
+{#- Pygments' highlighted code, without nbconvert's HTML sanitizer (it escapes the code itself; the sanitizer took a fifth of the build). -#}
+{%- block input -%}
+<div class="jp-CodeMirrorEditor jp-Editor jp-InputArea-editor" data-type="inline">
+<div class="cm-editor cm-s-jupyter">
+{{ cell.source | highlight_code(metadata=cell.metadata) }}
+</div>
+</div>
+{%- endblock input -%}
+
+{%- block body_header -%}
+<body class="jp-Notebook" data-jp-theme-light="true" data-jp-theme-name="JupyterLab Light">
+<div class="reveal">
+<div class="slides">
+{%- endblock body_header -%}
+
+{%- block body_footer -%}
+</div>
+</div>
+<script src="lib/reveal.js/dist/reveal.js"></script>
+<script src="lib/reveal.js/plugin/notes/notes.js"></script>
+<script src="lib/slide_fitting.js"></script>
+<script>
+SlideFitting.prepare();
+Reveal.initialize(Object.assign({{ resources.deck.reveal_config }}, { plugins: [RevealNotes] }))
+  .then(SlideFitting.fitWhenReady);
+</script>
+</body>
+{%- endblock body_footer -%}
+
+{%- block footer -%}
+</html>
+{%- endblock footer -%}
 """
-
-
-class ShortenLongOutputsPreprocessor(Preprocessor):
-    """Cut long text outputs to their first lines, so that they fit on a slide.
-
-    A stream output (print) or a plain-text result longer than max_lines keeps
-    its first keep_lines lines and a last line saying how many were left out.
-    Figures, HTML tables and other rich outputs are left as they are.
-    """
-
-    max_lines = Integer(15, help="Outputs with more lines than this are shortened.").tag(config=True)
-    keep_lines = Integer(12, help="How many lines a shortened output keeps.").tag(config=True)
-
-    def preprocess_cell(self, cell: nbformat.NotebookNode, resources: dict, index: int) -> tuple[nbformat.NotebookNode, dict]:
-        """Shorten every long text output of a code cell."""
-        if cell.cell_type == "code":
-            for output in cell.outputs:
-                self.shorten_output(output)
-        return cell, resources
-
-    def shorten_output(self, output: nbformat.NotebookNode) -> None:
-        """Shorten one output in place, if it is long text."""
-        if output.output_type == "stream":
-            output.text = self.shorten(output.text)
-        elif shows_plain_text_only(output):
-            output.data["text/plain"] = self.shorten(output.data["text/plain"])
-
-    def shorten(self, text: str) -> str:
-        """The text itself if short enough, else its first lines and a note."""
-        lines = text.splitlines()
-        if len(lines) <= self.max_lines:
-            return text
-        left_out = len(lines) - self.keep_lines
-        kept = lines[: self.keep_lines]
-        return "\n".join(kept) + f"\n… {left_out} more lines: see the notebook\n"
-
-
-def shows_plain_text_only(output: nbformat.NotebookNode) -> bool:
-    """True for a result or display whose only form is plain text (no HTML, no image)."""
-    if output.output_type not in ("execute_result", "display_data"):
-        return False
-    return set(output.get("data", {})) == {"text/plain"}
 
 
 def installed_version(package: str, node_modules: Path = NODE_MODULES) -> str | None:
@@ -134,10 +162,9 @@ def installed_version(package: str, node_modules: Path = NODE_MODULES) -> str | 
 
 
 def install_js_libraries(npm_prefix: Path = NPM_PREFIX) -> Path:
-    """Install reveal.js, require.js and jQuery (JS_LIBRARIES) under npm_prefix, unless there already.
+    """Install reveal.js (JS_LIBRARIES) under npm_prefix, unless there already; return node_modules.
 
-    Returns the node_modules folder. All three are installed in one `npm install`:
-    npm removes packages it was not asked for, so they are never installed one by one.
+    All packages are installed in one `npm install`: npm removes packages it was not asked for.
     """
     node_modules = npm_prefix / "node_modules"
     wanted = [f"{name}@{version}" for name, version in JS_LIBRARIES.items()]
@@ -156,50 +183,93 @@ def install_js_libraries(npm_prefix: Path = NPM_PREFIX) -> Path:
     return node_modules
 
 
-def relative_url(target: Path, deck_dir: Path) -> str:
-    """The URL of target as seen from a page in deck_dir, e.g. ../npm/node_modules/reveal.js."""
-    relative = os.path.relpath(target.resolve(), deck_dir.resolve())
-    return Path(relative).as_posix()
+def copy_if_changed(source: Path, destination: Path) -> None:
+    if destination.exists() and destination.stat().st_size == source.stat().st_size and destination.read_bytes() == source.read_bytes():
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)
 
 
-def make_slides_exporter(deck_dir: Path, node_modules: Path = NODE_MODULES) -> SlidesExporter:
-    """nbconvert's reveal.js exporter, loading every script from node_modules instead of a CDN."""
-    exporter = SlidesExporter()
-    exporter.reveal_url_prefix = relative_url(node_modules / "reveal.js", deck_dir)
-    exporter.require_js_url = relative_url(node_modules / "requirejs" / "require.js", deck_dir)
-    exporter.jquery_url = relative_url(node_modules / "jquery" / "dist" / "jquery.min.js", deck_dir)
-    exporter.mathjax_url = ""  # the notebooks have no LaTeX
-    exporter.mermaid_js_url = ""  # nor Mermaid diagrams; the template would fetch it from a CDN
-    exporter.reveal_scroll = True  # a slide taller than the screen scrolls
+def write_lib(lib: Path, node_modules: Path = NODE_MODULES) -> None:
+    """Fill a deck's lib/ folder with everything the deck loads."""
+    reveal = node_modules / "reveal.js"
+    for name in REVEAL_FILES:
+        copy_if_changed(reveal / name, lib / "reveal.js" / name)
+    for name in SOURCE_SANS_FILES:
+        copy_if_changed(reveal / SOURCE_SANS / name, lib / "fonts" / name)
+    copy_if_changed(reveal / SOURCE_SANS / "LICENSE", lib / "fonts" / "LICENSE-source-sans-pro")
+    for name in MONO_FONT_FILES:  # else slides.css falls back to the system's monospace font
+        if (MONO_FONT_DIR / name).exists():
+            copy_if_changed(MONO_FONT_DIR / name, lib / "fonts" / name)
+    if MONO_FONT_LICENSE.exists() and (lib / "fonts" / MONO_FONT_FILES[0]).exists():
+        copy_if_changed(MONO_FONT_LICENSE, lib / "fonts" / "LICENSE-dejavu")
+    for name in COURSE_FILES:
+        copy_if_changed(ASSETS / name, lib / name)
+
+
+def make_slides_exporter() -> SlidesExporter:
+    """nbconvert's reveal.js exporter with this course's page around the cells."""
+    exporter = SlidesExporter(extra_loaders=[DictLoader({"lecture_deck.html.j2": DECK_TEMPLATE})])
+    exporter.template_file = "lecture_deck.html.j2"
+    exporter.exclude_input_prompt = True  # "In [3]:" means nothing on a slide; its width goes to the code
+    exporter.exclude_output_prompt = True
     exporter.embed_images = True
     exporter.register_preprocessor(CoalesceStreamsPreprocessor, enabled=True)  # one output per print loop
     exporter.register_preprocessor(WidgetPlaceholderPreprocessor(), enabled=True)
-    exporter.register_preprocessor(ShortenLongOutputsPreprocessor(), enabled=True)
     return exporter
 
 
-def add_slides_css(html: str) -> str:
-    """The deck with SLIDES_CSS added at the end of its <head>."""
-    style = f'<style type="text/css">{SLIDES_CSS}</style>\n'
-    return html.replace("</head>", style + "</head>", 1)
+def deck_title(nb: nbformat.NotebookNode, fallback: str) -> str:
+    """"01 · Inside a language model: print it, count it", from the notebook's first heading."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.split("\n")[0][2:].strip()
+    return fallback
 
 
 def notebook_to_slides(notebook: Path, output_dir: Path = OUTPUT_DIR) -> Path:
-    """Render one notebook to <output_dir>/<stem>.slides.html and return that path."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    """Render one notebook to <output_dir>/<stem>/index.html (with its lib/) and return that path."""
     node_modules = install_js_libraries()
+    deck_dir = output_dir / notebook.stem
+    deck_dir.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(notebook, as_version=4)
-    exporter = make_slides_exporter(output_dir, node_modules)
-    resources = {"metadata": {"name": notebook.stem, "path": str(notebook.parent)}}
-    body, _resources = exporter.from_notebook_node(nb, resources=resources)
-    deck = output_dir / f"{notebook.stem}.slides.html"
-    deck.write_text(add_slides_css(body), encoding="utf-8")
+    planned, _summary = plan_slides(nb)
+    title = deck_title(nb, notebook.stem)
+    resources = {
+        "metadata": {"name": notebook.stem, "path": str(notebook.parent)},
+        "deck": {"title": title, "reveal_config": json.dumps(REVEAL_CONFIG)},
+    }
+    body, _resources = make_slides_exporter().from_notebook_node(planned, resources=resources)
+    write_lib(deck_dir / "lib", node_modules)
+    deck = deck_dir / "index.html"
+    deck.write_text(body, encoding="utf-8")
+    old_deck = output_dir / f"{notebook.stem}.slides.html"  # the single-file decks of earlier versions
+    old_deck.unlink(missing_ok=True)
+    write_index(output_dir)
     return deck
+
+
+def write_index(output_dir: Path) -> Path:
+    """build/slides/index.html: a link to every deck in output_dir."""
+    links = []
+    for deck in sorted(output_dir.glob("*/index.html")):
+        title = re.search(r"<title>(.*?)</title>", deck.read_text(encoding="utf-8")[:4000])
+        links.append(f'<li><a href="{deck.parent.name}/index.html">{title.group(1) if title else deck.parent.name}</a></li>')
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>LoRA by the Numbers: slides</title>'
+        '<link rel="icon" href="data:,"></head>\n<body style="font-family: sans-serif; font-size: 20px; margin: 2em">\n'
+        "<h1>LoRA by the Numbers: slides</h1>\n<ul>\n" + "\n".join(links) + "\n</ul>\n"
+        "<p>Space or PageDown: next; F: full screen; S: speaker view; Esc: overview. "
+        "Each deck's folder works on its own, offline.</p>\n</body></html>\n"
+    )
+    index = output_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: make the decks of the given notebooks, or of all of them."""
-    build_each("Render executed notebooks as offline reveal.js slide decks.", notebook_to_slides, argv)
+    build_each("Render executed notebooks as offline reveal.js lecture decks (1280 x 720).", notebook_to_slides, argv)
 
 
 if __name__ == "__main__":
