@@ -73,6 +73,7 @@ lab: setup
 
 # Debian's Chromium prints the handouts and drives the JupyterLab test; installed once, system-wide.
 CHROMIUM := /usr/bin/chromium
+PDFTOPPM := /usr/bin/pdftoppm
 $(CHROMIUM):
 	@echo "Installing Debian's chromium package (handouts and the browser test need it)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -80,7 +81,7 @@ $(CHROMIUM):
 	|| { echo "Could not install Chromium: install the Debian package 'chromium' (apt-get install chromium), then run make again."; exit 1; }
 
 # pytest exits with 5 when it collects no test; that is not a failure of the course.
-test: setup $(INSTALLED_DEV) $(CHROMIUM)
+test: setup $(INSTALLED_DEV) $(CHROMIUM) $(PDFTOPPM)
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL) --nbval-cell-timeout=300 --durations=10 -p no:cacheprovider; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
@@ -114,10 +115,20 @@ run: export LORA_RUN_TARGETS := $(value TARGETS)
 run: setup $(INSTALLED_DEV)
 	$(BIN)/python assets/run_variant.py --from-environment
 
-# Lecture mode: one reveal.js deck per notebook in build/slides/ (reveal.js is installed from npm, pinned, once).
+# Lecture mode: one reveal.js deck per notebook, each a folder that works on its own offline,
+# build/slides/<notebook>/index.html (reveal.js is installed from npm, pinned, once, into build/npm/).
 slides: $(INSTALLED_DEV)
 	$(BIN)/python assets/make_slides.py $(NOTEBOOKS)
+	@echo "Open build/slides/index.html; tests/test_slides.py walks every deck at 1280 x 720 (make test)."
 
-# Workshop handouts: HTML and A4 PDF per notebook in build/handouts/, printed by Debian's Chromium.
-handouts: $(INSTALLED_DEV) $(CHROMIUM)
+# Workshop handouts in build/handouts/, printed by Debian's Chromium: per notebook a lecture handout
+# (HTML and A4 PDF, worked solutions in an appendix) and an exercise sheet, plus solutions.pdf for the series.
+# Poppler's pdftoppm measures the printed pages (the exercise sheets' writing space fills each page).
+$(PDFTOPPM):
+	@echo "Installing Debian's poppler-utils package (pdftoppm measures the printed handouts)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null \
+	|| { echo "Could not install poppler-utils: install the Debian package 'poppler-utils', then run make again."; exit 1; }
+
+handouts: $(INSTALLED_DEV) $(CHROMIUM) $(PDFTOPPM)
 	$(BIN)/python assets/make_handouts.py $(NOTEBOOKS)
