@@ -35,6 +35,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from plumbing.collector import collector_paused
+from plumbing.on_cores import side_by_side
+
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 """Hub id of the real model the series runs offline."""
 
@@ -574,7 +577,7 @@ def build_skeleton(source) -> nn.Module:
     check_shape_values(config.to_dict(), f"the config of {getattr(config, 'model_type', 'this model')}")
     quiet_transformers()
     try:
-        with torch.device("meta"), linear_initialisation_skipped():  # meta tensors hold no values to initialise
+        with torch.device("meta"), linear_initialisation_skipped(), collector_paused():  # meta tensors hold no values to initialise
             return AutoModelForCausalLM.from_config(config)
     except (ValueError, ZeroDivisionError, TypeError, AssertionError) as error:
         raise ValueError(
@@ -1182,14 +1185,20 @@ def peft_skeleton(source, lora_config, dropped_warnings: list[str] | None = None
     and skipping them saves a third of the time. PEFT's warnings about patterns it added itself are
     dropped (appended to ``dropped_warnings`` when a list is given).
     """
+    return wrap_skeleton_with_peft(build_skeleton(source), lora_config, dropped_warnings)
+
+
+def wrap_skeleton_with_peft(skeleton: nn.Module, lora_config, dropped_warnings: list[str] | None = None) -> nn.Module:
+    """The work of :func:`peft_skeleton` on a skeleton already built (which PEFT then changes in place)."""
     from peft import get_peft_model
 
     quiet_transformers()
     config = copy.deepcopy(lora_config)
     if config.init_lora_weights is True and not config.use_dora:
         config.init_lora_weights = False
-    with torch.device("meta"), peft_added_pattern_warnings_silenced(config, dropped_warnings), linear_initialisation_skipped():
-        return get_peft_model(build_skeleton(source), config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)  # no values to cast
+    with torch.device("meta"), peft_added_pattern_warnings_silenced(config, dropped_warnings), linear_initialisation_skipped(), \
+            collector_paused():
+        return get_peft_model(skeleton, config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)  # no values to cast
 
 
 def count_with_peft(source, lora_config) -> tuple[int, int]:
@@ -1200,13 +1209,35 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
     the same question asked twice in one process (same model, equal LoraConfig) is answered from
     the first time PEFT computed it.
     """
-    key = (source, repr(lora_config)) if isinstance(source, str) and source in catalog() else None
+    key = _peft_count_key(source, lora_config)
     if key in PEFT_COUNTS:
         return PEFT_COUNTS[key]
     counts = peft_skeleton(source, lora_config).get_nb_trainable_parameters()
     if key is not None:
         PEFT_COUNTS[key] = counts
     return counts
+
+
+def counts_with_peft(questions: Iterable[tuple[object, object]]) -> list[tuple[int, int]]:
+    """:func:`count_with_peft` for each ``(source, lora_config)`` pair, the pairs side by side on the CPU cores.
+
+    The questions are independent, so a two-core machine answers two at a time (``plumbing.on_cores``).
+    """
+    questions = list(questions)
+    answers = side_by_side(count_with_peft, questions)
+    for (source, lora_config), counts in zip(questions, answers):  # remembered here too: each worker's memory is its own
+        key = _peft_count_key(source, lora_config)
+        if key is not None:
+            PEFT_COUNTS[key] = counts
+    return answers
+
+
+def _peft_count_key(source, lora_config) -> tuple[str, str] | None:
+    """(catalog name, the config as canonical JSON): equal configs give equal keys, whatever order their sets are in."""
+    if not (isinstance(source, str) and source in catalog()):
+        return None
+    fields = {key: sorted(value) if isinstance(value, (set, frozenset)) else value for key, value in lora_config.to_dict().items()}
+    return source, json.dumps(fields, sort_keys=True, default=str)
 
 
 def what_peft_adapts(source, lora_config) -> pd.DataFrame:
@@ -1221,9 +1252,10 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     """
     from peft.tuners.lora import LoraLayer
 
-    table = linear_layer_table(build_skeleton(source))
+    skeleton = build_skeleton(source)
+    table = linear_layer_table(skeleton)  # read before PEFT changes the skeleton
     dropped: list[str] = []
-    peft_model = peft_skeleton(source, lora_config, dropped)
+    peft_model = wrap_skeleton_with_peft(skeleton, lora_config, dropped)
     ranks, trainable = {}, {}
     for name, module in peft_model.named_modules():
         if not isinstance(module, LoraLayer):

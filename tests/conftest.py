@@ -25,8 +25,9 @@ def no_network(monkeypatch):
 
 
 def copy_course(destination: Path) -> Path:
-    """Copy what the notebooks need (notebooks/, assets/, helpers.py) into a new folder ``destination``."""
+    """Copy what the notebooks need (notebooks/, assets/, plumbing/, helpers.py) into a new folder ``destination``."""
     shutil.copytree(REPO / "notebooks", destination / "notebooks")
     shutil.copytree(REPO / "assets", destination / "assets")
+    shutil.copytree(REPO / "plumbing", destination / "plumbing", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "helpers.py", destination / "helpers.py")
     return destination

@@ -235,6 +235,20 @@ def test_peft_counts_are_reused_only_for_the_same_catalog_model_and_config():
     assert other[0] == 2 * first[0] == 2 * 30 * 4 * (576 + 576)  # 30 layers of q_proj 576 × 576, by hand
 
 
+def test_many_peft_counts_side_by_side_equal_one_at_a_time_and_are_remembered():
+    from peft import LoraConfig
+
+    helpers.PEFT_COUNTS.clear()
+    smol = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    questions = [(smol, LoraConfig(r=rank, target_modules=["q_proj", "v_proj"])) for rank in (1, 2, 3)]
+    answers = helpers.counts_with_peft(questions)
+    # by hand: 30 layers, q_proj 576 -> 576 and v_proj 576 -> 192 (3 key/value heads of 64)
+    assert [trainable for trainable, _ in answers] == [30 * rank * ((576 + 576) + (576 + 192)) for rank in (1, 2, 3)]
+    assert len(helpers.PEFT_COUNTS) == 3, "the parent remembers what the workers computed"
+    reordered = LoraConfig(r=2, target_modules=["v_proj", "q_proj"])  # the same set of targets, another order
+    assert helpers.count_with_peft(smol, reordered) == answers[1] and len(helpers.PEFT_COUNTS) == 3
+
+
 def test_initialisation_is_restored_after_counting():
     from torch import nn
 
