@@ -254,10 +254,20 @@ def test_course_settings_refuse_what_would_break_the_clone_command(tmp_path, mon
         stamp_course.course_settings()
 
 
-def test_plumbing_tag_marks_setup_and_settings_only(notebook_path):
-    """Slides and handouts hide the input of cells tagged plumbing: never a lesson, an exercise or a check."""
+def test_plumbing_tag_marks_setup_settings_and_figure_drawing_only(notebook_path):
+    """Slides and handouts hide the input of cells tagged plumbing: never a lesson, an exercise or a check.
+
+    Tagged are the setup cell, the make-run settings (both stamped by assets/stamp_course.py) and, by hand,
+    cells that only draw a figure (the figure is shown; what it plots was computed in a visible cell).
+    """
     cells = nbformat.read(notebook_path, as_version=4).cells
     tagged = [cell for cell in cells if "plumbing" in cell.metadata.get("tags", [])]
     assert cells[2] in tagged and "import helpers" in cells[2].source  # the setup cell
     for cell in tagged:
         assert "# solution" not in cell.source and "check_answer(" not in cell.source and not cell.source.startswith("#")
+        if cell is cells[2] or cell.cell_type == "markdown" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        shown = [output for output in cell.outputs if not (output.output_type == "stream" and output.name == "stderr")]
+        assert shown and all("image/png" in output.get("data", {}) for output in shown), \
+            f"a plumbing cell other than setup and settings may only draw a figure: {cell.source[:60]!r}"
+        assert "assert " not in cell.source and "print(" not in cell.source
