@@ -354,10 +354,13 @@ def sheet_notebook(
     sheet.cells.append(
         nbformat.v4.new_markdown_cell(f"# {title}\n\n**Exercise sheet.** {SHEET_INSTRUCTIONS}")
     )
-    data = [cell for cell in nb.cells if has_tag(cell, EXERCISE_DATA_TAG)]
+    data = [(index, cell) for index, cell in enumerate(nb.cells) if has_tag(cell, EXERCISE_DATA_TAG)]
     if data:
         sheet.cells.append(nbformat.v4.new_markdown_cell("## Data for these exercises"))
-        for cell in data:
+        for index, cell in data:
+            section = section_of(nb, index)
+            if section:  # where the table comes from, as its caption
+                sheet.cells.append(nbformat.v4.new_markdown_cell(f"*From §{section[0]} {section[1]}:*"))
             if cell.cell_type == "markdown":
                 sheet.cells.append(nbformat.v4.new_markdown_cell(cell.source))
             elif cell.outputs:

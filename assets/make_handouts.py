@@ -293,6 +293,13 @@ a[href^="https://colab.research.google.com/"] img {
   .jp-CodeCell.celltag_handout-loose.celltag_handout-short-code .jp-Cell-inputWrapper {
     break-inside: auto;
   }
+  /* In the appendix, a loosened worked solution may leave its question at the foot of a page. */
+  .celltag_handout-loose.celltag_handout-solution-question {
+    break-after: auto;
+  }
+  .celltag_handout-loose.celltag_handout-check-output {
+    break-before: auto;
+  }
   /* ...a table or figure stays with what the same cell printed just before it (its title, say)... */
   .jp-OutputArea-child + .jp-OutputArea-child:has(table),
   .jp-OutputArea-child + .jp-OutputArea-child:has(img) {
@@ -677,7 +684,8 @@ def cell_at_top(nb: nbformat.NotebookNode, page_text: str) -> int | None:
     if len(needle) < 10:
         return None
     for index, cell in enumerate(nb.cells):
-        if needle in printed_text(cell):
+        text = printed_text(cell)
+        if needle in text or (len(text) >= 10 and page_text.startswith(text)):  # a short cell (a heading) opens the page
             return index
     return None
 

@@ -1,8 +1,10 @@
 """Shared test setup: the suite runs offline, like a learner after `make lab`."""
 
+import contextlib
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,28 @@ def copy_course(destination: Path) -> Path:
     shutil.copytree(REPO / "plumbing", destination / "plumbing", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "helpers.py", destination / "helpers.py")
     return destination
+
+
+@contextlib.contextmanager
+def system_chromium():
+    """Headless Debian Chromium driven by Playwright (not a Playwright download), closed afterwards.
+
+    Fails, rather than skips, with the handouts' message on how to install it. Used by the slide
+    and JupyterLab browser tests.
+    """
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(REPO / "assets"))
+    import make_handouts  # the same lookup, flags and message as the handouts
+
+    try:
+        executable = make_handouts.find_chromium()
+    except RuntimeError as missing:
+        pytest.fail(str(missing))
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=[*make_handouts.CHROMIUM_QUIET_FLAGS, "--no-proxy-server"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -39,22 +39,19 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 import helpers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-import make_handouts  # noqa: E402  (assets/ holds the course's scripts)
-from conftest import copy_course  # noqa: E402
+from conftest import copy_course, system_chromium  # noqa: E402
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_architecture.ipynb"
 CHAT_CELL_SNIPPET = "helpers.chat("
 SCREENSHOT = REPO_DIR / "build" / "screenshots" / "jupyterlab_01.png"
 
-CHROMIUM_ARGS = [*make_handouts.CHROMIUM_QUIET_FLAGS, "--no-proxy-server"]  # the flags the handouts use too
 VIEWPORT = {"width": 1280, "height": 1600}  # tall enough for the answer and the count in one screenshot
 
 # Bounded waits, in seconds. On a busy 2-core machine the whole test takes 45-75 s,
@@ -284,17 +281,8 @@ def jupyterlab(tmp_path: Path) -> Iterator[LabServer]:
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    """Headless Chromium (the system's, not a Playwright download); closed afterwards."""
-    try:
-        executable = make_handouts.find_chromium()  # the same lookup, and message, as the handouts
-    except RuntimeError as missing:
-        pytest.fail(str(missing))
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with system_chromium() as chromium:
+        yield chromium
 
 
 def wait_until(page: Page, condition_js: str, arg: list[str], timeout: float, what: str) -> None:

@@ -36,14 +36,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
-import make_handouts  # noqa: E402  (assets/ holds the course's scripts)
 import make_slides  # noqa: E402
 from stamp_course import series_notebooks  # noqa: E402
+from conftest import system_chromium  # noqa: E402
 
-CHROMIUM_ARGS = [*make_handouts.CHROMIUM_QUIET_FLAGS, "--no-proxy-server"]
 VIEWPORT = {"width": 1280, "height": 720}
 NOTEBOOKS = series_notebooks()
 PAGE_LOAD_TIMEOUT_MS = 30_000
@@ -139,13 +138,8 @@ def decks(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = make_handouts.find_chromium()  # fails with how to install it, rather than skipping
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with system_chromium() as chromium:
+        yield chromium
 
 
 # ---------------------------------------------------------------------------
