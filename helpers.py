@@ -10,12 +10,17 @@ this module only does the chores around them:
 
 Run ``python helpers.py`` once to provision the offline model (``make lab``
 and ``make test`` do it for you).
+
+Rule: ``import helpers`` imports no transformers, peft or huggingface_hub at module level
+(functions import them when called). Colab's setup cell imports helpers before it upgrades
+those packages, so a module-level import would pin the old versions. tests/test_errors.py checks it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -35,7 +40,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from plumbing.arguments import expect_model, expect_peft_config, expect_shape_pairs, expect_table
 from plumbing.collector import collector_paused
+from plumbing.config_defaults import sizes_left_to_defaults
 from plumbing.on_cores import side_by_side
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -500,6 +507,41 @@ def check_required_shapes(settings: dict, where: str) -> None:
             )
 
 
+SIZES_CHECKED: dict[str, list[tuple[str, int]]] = {}
+"""The sizes each config (as canonical JSON) left to defaults, found once per process (see below)."""
+
+
+def check_no_size_left_to_defaults(model_type: str, settings: dict, where: str) -> None:
+    """Raise a ValueError naming a whole-number field the config omits although the count depends on it.
+
+    Found by changing each omitted field on a one-layer copy (``plumbing.config_defaults``), not from a hand list.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    def count(changed: dict) -> int:
+        quiet_transformers()
+        with torch.device("meta"), linear_initialisation_skipped(), collector_paused():
+            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **changed))
+        return sum(p.numel() for p in model.parameters())
+
+    key = json.dumps([model_type, settings], sort_keys=True, default=str)
+    if key not in SIZES_CHECKED:
+        try:
+            SIZES_CHECKED[key] = sizes_left_to_defaults(CONFIG_MAPPING[model_type], settings, count)
+        except Exception:  # noqa: BLE001 - the config itself cannot be built: read_config_file says why
+            SIZES_CHECKED[key] = []
+    if SIZES_CHECKED[key]:
+        field, default = SIZES_CHECKED[key][0]
+        others = [name for name, _ in SIZES_CHECKED[key][1:]]
+        raise ValueError(
+            f"{where} does not give {field}, and the parameter count depends on it: transformers would use its "
+            f"default {default:,}, a size from some other model, not the one this file describes"
+            + (f" (also missing: {', '.join(others)})" if others else "")
+            + ". Add the field, copied from the model's config.json."
+        )
+
+
 def read_config_file(path: Path):
     """Read a ``config.json`` into a transformers config, with clear errors."""
     from transformers import AutoConfig
@@ -527,7 +569,10 @@ def read_config_file(path: Path):
             "does not know. Check the spelling, or upgrade transformers."
         )
     check_shape_values(settings, name)
-    check_required_shapes(settings, name)
+    if dataclasses.is_dataclass(CONFIG_MAPPING[model_type]):
+        check_no_size_left_to_defaults(model_type, settings, name)
+    else:
+        check_required_shapes(settings, name)
     try:
         return AutoConfig.for_model(model_type, **settings)
     except Exception as error:  # transformers validates configs with its own exception types
@@ -731,6 +776,7 @@ def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.Da
     (a convolution, another raw matrix) is not a row: a warning names it, so that no count leaves
     it out silently.
     """
+    expect_model(model, "linear_layer_table")
     parts = parts_of_parameters(model)
     rows = []
     for name, _module, (m, n) in linear_modules(model, include_lm_head):
@@ -849,7 +895,7 @@ def check_rank(rank) -> int:
 
     Integer types of numpy and torch are accepted (``operator.index``); floats, strings and booleans are not.
     """
-    if isinstance(rank, bool):
+    if isinstance(rank, bool) or str(getattr(rank, "dtype", "")) in ("torch.bool", "bool"):  # torch.tensor(True) too
         raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {rank!r}.")
     try:
         value = operator.index(rank)
@@ -867,6 +913,7 @@ def check_rank(rank) -> int:
 
 def lora_trainables(dims: Iterable[tuple[int, int]], rank: int) -> int:
     """Σ rank·(m + n) over ``(m, n)`` weight shapes: the weights LoRA trains."""
+    dims = expect_shape_pairs(dims, "lora_trainables")
     rank = check_rank(rank)
     total = 0
     for m, n in dims:
@@ -879,6 +926,7 @@ def select_targets(table: pd.DataFrame, targets: Iterable[str]) -> pd.DataFrame:
 
     Raises a ValueError listing the model's tags when a target is not among them.
     """
+    expect_table(table, "select_targets")
     if targets is None:
         targets = []
     if isinstance(targets, str):
@@ -973,6 +1021,7 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
     E is 1 for an ordinary layer; for a 3-D expert tensor PEFT gives each of the E experts its own
     A (rank × n) and B (m × rank). Equal to PEFT with ``LoraConfig(r=rank, **peft_targets(targets))``.
     """
+    expect_model(model, "lora_count")
     rows = select_targets(linear_layer_table(model), targets)
     check_tags_name_only_table_rows(model, rows)
     check_peft_keeps_the_targets(model, sorted(tag for tag in set(rows["tag"]) if not is_parameter_tag(tag)))
@@ -1111,6 +1160,7 @@ def active_parameters(model: nn.Module, count_input_embeddings: bool = True, cou
     unembedding, a matrix multiplication) but not the input embedding (a table lookup). A tied
     matrix counts if either switch is on. A dense model's active parameters are all of them.
     """
+    expect_model(model, "active_parameters")
     experts_of = {name: experts for name, _block, experts in mixture_of_experts_blocks(model)}
     top_k = experts_per_token(model) if experts_of else None
     roles = moe_roles(model)
@@ -1143,7 +1193,7 @@ def peft_added_pattern_warnings_silenced(lora_config, dropped: list[str] | None 
     """
     import ast
 
-    own_keys = set(lora_config.rank_pattern or {}) | set(lora_config.alpha_pattern or {})
+    own_keys = set(getattr(lora_config, "rank_pattern", None) or {}) | set(getattr(lora_config, "alpha_pattern", None) or {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
@@ -1194,7 +1244,7 @@ def wrap_skeleton_with_peft(skeleton: nn.Module, lora_config, dropped_warnings: 
 
     quiet_transformers()
     config = copy.deepcopy(lora_config)
-    if config.init_lora_weights is True and not config.use_dora:
+    if getattr(config, "init_lora_weights", None) is True and not getattr(config, "use_dora", False):  # LoRA only
         config.init_lora_weights = False
     with torch.device("meta"), peft_added_pattern_warnings_silenced(config, dropped_warnings), linear_initialisation_skipped(), \
             collector_paused():
@@ -1209,6 +1259,7 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
     the same question asked twice in one process (same model, equal LoraConfig) is answered from
     the first time PEFT computed it.
     """
+    expect_peft_config(lora_config, "count_with_peft")
     key = _peft_count_key(source, lora_config)
     if key in PEFT_COUNTS:
         return PEFT_COUNTS[key]
@@ -1250,6 +1301,7 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     a ValueError. PEFT's own ``get_nb_trainable_parameters`` is checked to equal the column's sum.
     ``table.attrs`` keeps the ``rank_pattern`` PEFT ended with and the pattern warnings it gave about it.
     """
+    expect_peft_config(lora_config, "what_peft_adapts")
     from peft.tuners.lora import LoraLayer
 
     skeleton = build_skeleton(source)
@@ -1570,6 +1622,11 @@ def check_answer(answer, expected, hint: str, mistakes: dict | None = None) -> N
 
 def main(arguments: list[str]) -> int:
     """``python helpers.py``: provision the offline model; ``--check-package``: only check the package."""
+    if arguments not in ([], ["--check-package"]):
+        print("usage: python helpers.py [--check-package]\n"
+              "  provisions the offline model (about a minute the first time); --check-package only checks the model package",
+              file=sys.stderr)
+        return 0 if arguments in (["--help"], ["-h"]) else 2
     try:
         if arguments == ["--check-package"]:
             find_gguf_file(check_contents=True)

@@ -1,7 +1,6 @@
 """Bad input gets one clear ValueError that names the fix, and nothing else breaks."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -154,17 +153,63 @@ def write_config(tmp_path, **fields) -> str:
     ],
     ids=["million-layers", "zero-heads", "negative-hidden", "negative-vocab", "1e30", "text", "heads-not-dividing"],
 )
-def test_absurd_config_values_name_the_field(tmp_path, fields, message):
-    started = time.perf_counter()
+def test_absurd_config_values_name_the_field(tmp_path, fields, message, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    def refuse(*args, **kwargs):
+        pytest.fail("a model was built from an absurd config before it was refused")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_config", refuse)  # refused before any model is built
     with pytest.raises(ValueError, match=message):
         helpers.build_skeleton(write_config(tmp_path, **fields))
-    assert time.perf_counter() - started < 5
+
+
+def write_settings(tmp_path, settings: dict) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(settings))
+    return str(path)
+
+
+SMALL_LLAMA = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100,
+               "num_attention_heads": 16, "num_key_value_heads": 4, "intermediate_size": 96}
+
+
+@pytest.mark.parametrize("drop, add, field, default", [
+    ("intermediate_size", {}, "intermediate_size", "11,008"),
+    ("intermediate_size", {"intermediate_sise": 96}, "intermediate_size", "11,008"),  # misspelt: not given
+    ("num_attention_heads", {}, "num_attention_heads", "32"),  # 16 heads of 4: k, v widths depend on it
+])
+def test_a_size_left_to_transformers_defaults_is_refused_by_name(tmp_path, drop, add, field, default):
+    settings = {key: value for key, value in SMALL_LLAMA.items() if key != drop} | add
+    with pytest.raises(ValueError, match=f"does not give {field}, and the parameter count depends on it.*default {default}"):
+        helpers.build_skeleton(write_settings(tmp_path, settings))
+
+
+def test_a_mixture_of_experts_without_its_expert_count_is_refused(tmp_path):
+    mixtral = {**SMALL_LLAMA, "model_type": "mixtral", "num_experts_per_tok": 2}  # num_local_experts missing
+    with pytest.raises(ValueError, match="does not give num_local_experts.*default 8"):
+        helpers.build_skeleton(write_settings(tmp_path, mixtral))
+
+
+def test_sizes_given_under_the_models_own_spelling_are_accepted(tmp_path):
+    gpt2 = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 100, "n_positions": 32, "n_inner": 128}
+    skeleton = helpers.build_skeleton(write_settings(tmp_path, gpt2))
+    # by hand: embeddings (100 + 32)·64; per layer 2 norms 2·2·64, c_attn 64·192 + 192, c_proj 64·64 + 64, MLP 64·128 + 128 + 128·64 + 64; final norm
+    per_layer = 2 * 2 * 64 + (64 * 192 + 192) + (64 * 64 + 64) + (64 * 128 + 128) + (128 * 64 + 64)
+    assert sum(p.numel() for p in skeleton.parameters()) == (100 + 32) * 64 + 2 * per_layer + 2 * 64
+
+
+def test_an_on_off_switch_left_out_means_the_class_default_by_convention(tmp_path):
+    """Published configs (GPT-2, Gemma, Falcon, SmolLM2) omit switches such as tie_word_embeddings: accepted."""
+    skeleton = helpers.build_skeleton(write_settings(tmp_path, SMALL_LLAMA))  # tie_word_embeddings, mlp_bias not given
+    assert skeleton.config.tie_word_embeddings is False and skeleton.config.mlp_bias is False
 
 
 def test_config_with_only_a_model_type_is_refused(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model_type": "llama"}))
-    with pytest.raises(ValueError, match="does not say hidden_size.*default-sized model"):
+    with pytest.raises(ValueError, match="does not give vocab_size, and the parameter count depends on it.*"
+                                         "also missing: hidden_size, intermediate_size, num_hidden_layers"):
         helpers.build_skeleton(str(path))
 
 
@@ -274,3 +319,53 @@ def test_a_wrong_answer_is_one_short_message_with_a_diagnosis():
     assert "a number is expected, not str" in message("12", 12)
     assert "True or False is expected" in message(1, True)
     assert "(" not in message(False, True)  # a wrong guess between two options gets no diagnosis that gives it away
+
+
+def test_count_with_peft_works_for_another_peft_method_ia3():
+    from peft import IA3Config
+
+    config = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])
+    trainable, everything = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", config)
+    # by hand: IA3 learns one scale per output of k_proj and v_proj (192 each) and per input of down_proj (1536), 30 layers
+    assert trainable == 30 * (192 + 192 + 1536)
+    assert everything == 134_515_008 + trainable
+
+
+@pytest.mark.parametrize("arguments, status", [(["--help"], 0), (["-h"], 0), (["--chek-package"], 2), (["extra", "words"], 2)])
+def test_helpers_command_line_refuses_unknown_arguments_before_any_work(arguments, status, monkeypatch, capsys):
+    monkeypatch.setattr(helpers, "provision_model", lambda: pytest.fail("the conversion must not start"))
+    monkeypatch.setattr(helpers, "find_gguf_file", lambda **kwargs: pytest.fail("nothing must be checked"))
+    assert helpers.main(arguments) == status
+    assert "usage: python helpers.py [--check-package]" in capsys.readouterr().err
+
+
+def test_import_helpers_imports_no_transformers_peft_or_hub():
+    """Colab's setup cell imports helpers before it upgrades these packages (see helpers' docstring)."""
+    import subprocess
+    import sys
+
+    code = "import sys, helpers; print(sorted(m for m in ('transformers', 'peft', 'huggingface_hub') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda sk, tab: helpers.lora_count("HuggingFaceTB/SmolLM2-135M-Instruct", ["q_proj"], 8),
+     "lora_count expects a model .*not str 'HuggingFaceTB.*helpers.build_skeleton"),
+    (lambda sk, tab: helpers.lora_count(None, ["q_proj"], 8), "lora_count expects a model .*not NoneType"),
+    (lambda sk, tab: helpers.linear_layer_table("x"), "linear_layer_table expects a model"),
+    (lambda sk, tab: helpers.active_parameters({}), "active_parameters expects a model .*not dict"),
+    (lambda sk, tab: helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", {"r": 8}),
+     "count_with_peft expects a PEFT config .*LoraConfig\\(\\*\\*that_dict\\)"),
+    (lambda sk, tab: helpers.what_peft_adapts("HuggingFaceTB/SmolLM2-135M-Instruct", None), "what_peft_adapts expects a PEFT config"),
+    (lambda sk, tab: helpers.select_targets(None, ["q_proj"]), "select_targets expects the table of helpers.linear_layer_table"),
+    (lambda sk, tab: helpers.select_targets(sk, ["q_proj"]), "select_targets expects the table"),
+    (lambda sk, tab: helpers.lora_trainables((4096, 4096), 8), "a list of \\(m, n\\) pairs; for one matrix write \\[\\(4096, 4096\\)\\]"),
+    (lambda sk, tab: helpers.lora_trainables([("4096", "4096")], 8), "each shape must be a pair of whole numbers"),
+    (lambda sk, tab: helpers.lora_count(sk, ["q_proj"], __import__("torch").tensor(True)), "LoRA rank must be a positive whole number"),
+], ids=["name-for-model", "none-for-model", "name-for-table-model", "dict-for-model", "dict-for-config", "none-for-config",
+        "none-for-table", "model-for-table", "one-pair", "text-shapes", "bool-tensor-rank"])
+def test_an_argument_of_the_wrong_kind_gets_one_message_that_names_the_fix(call, message):
+    skeleton = helpers.build_skeleton("HuggingFaceTB/SmolLM2-135M-Instruct")
+    with pytest.raises(ValueError, match=message):
+        call(skeleton, helpers.linear_layer_table(skeleton))

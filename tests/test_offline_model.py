@@ -1,7 +1,6 @@
 """The real offline model: provisioning, reuse, clear errors, loading without a network."""
 
 import importlib.util
-import time
 
 import pytest
 import torch
@@ -187,18 +186,16 @@ def test_cache_location_inside_a_file_fails_fast(tmp_path, monkeypatch):
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
     monkeypatch.setenv(helpers.CACHE_ENV_VAR, str(a_file))
-    started = time.perf_counter()
+    monkeypatch.setattr(helpers, "dequantise_gguf", lambda *args: pytest.fail("refused only after starting the conversion"))
     with pytest.raises(ValueError, match="is a file, not a folder.*LORA_NUMBERS_CACHE"):
         helpers.provision_model(verbose=False)
-    assert time.perf_counter() - started < 5  # before any conversion
 
 
 def test_unwritable_cache_location_fails_fast(monkeypatch):
     monkeypatch.setenv(helpers.CACHE_ENV_VAR, "/proc/lora-numbers-cache")  # no one may create folders in /proc
-    started = time.perf_counter()
+    monkeypatch.setattr(helpers, "dequantise_gguf", lambda *args: pytest.fail("refused only after starting the conversion"))
     with pytest.raises(ValueError, match="Cannot keep the offline model.*Point LORA_NUMBERS_CACHE"):
         helpers.provision_model(verbose=False)
-    assert time.perf_counter() - started < 5  # before any conversion
 
 
 def test_relative_cache_location_counts_from_the_repository(monkeypatch, tmp_path):
