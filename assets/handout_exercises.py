@@ -46,7 +46,7 @@ APPENDIX_TITLE = "Appendix: worked solutions"
 # Tags on notebook cells that the handouts obey (JupyterLab: right sidebar, "Cell Tags").
 COLAB_TAG = "colab-setup"  # left out of every handout
 PLUMBING_TAG = "plumbing"  # its code is not printed; its output is
-EXERCISE_DATA_TAG = "exercise-data"  # also reprinted (output, or markdown) at the top of the exercise sheet
+EXERCISE_DATA_TAG = "exercise-data"  # also reprinted (output, or markdown) on the exercise sheet
 # Tags this module puts on its own cells, for make_handouts.py's style sheet.
 OUTPUT_ONLY_TAG = "handout-output-only"  # the code is not printed (as PLUMBING_TAG)
 APPENDIX_TAG = "handout-appendix"
@@ -319,10 +319,8 @@ def section_of(nb: nbformat.NotebookNode, cell_index: int) -> tuple[int, str] | 
 # ---------------------------------------------------------------------------
 
 SHEET_INSTRUCTIONS = (
-    "Work each exercise on paper. The box under a question says where the lecture handout of "
-    "this notebook shows what you need (the numbers, tables and code it refers to); the code "
-    "skeleton shows what the notebook expects, with a blank for your answer. Write an expression "
-    "first, then its value."
+    "Work on paper: an expression first, then its value. Under each question, the pages of the "
+    "lecture handout that show what you need, and the code the notebook expects, with a blank for your answer."
 )
 
 
@@ -341,11 +339,13 @@ def sheet_notebook(
     locate,
     lines: dict[int, int],
     default_lines: int,
+    data_at_end: bool = False,
 ) -> nbformat.NotebookNode:
     """The exercise sheet of nb: each question, what it needs, its code skeleton and a ruled space.
 
     locate(cell_index) gives where the lecture handout shows a cell ("p. 4"), or "" if unknown;
-    lines[exercise number] is the number of ruled lines under that question (default_lines if absent).
+    lines[exercise number] is the number of ruled lines under that question (default_lines if absent);
+    the data the exercises read comes first, or after them if data_at_end.
     """
     exercises = find_exercises(nb)
     sheet = nbformat.v4.new_notebook(metadata=nbformat.from_dict(nb.metadata))
@@ -354,21 +354,33 @@ def sheet_notebook(
     sheet.cells.append(
         nbformat.v4.new_markdown_cell(f"# {title}\n\n**Exercise sheet.** {SHEET_INSTRUCTIONS}")
     )
-    data = [(index, cell) for index, cell in enumerate(nb.cells) if has_tag(cell, EXERCISE_DATA_TAG)]
-    if data:
-        sheet.cells.append(nbformat.v4.new_markdown_cell("## Data for these exercises"))
-        for index, cell in data:
-            section = section_of(nb, index)
-            if section:  # where the table comes from, as its caption
-                sheet.cells.append(nbformat.v4.new_markdown_cell(f"*From §{section[0]} {section[1]}:*"))
-            if cell.cell_type == "markdown":
-                sheet.cells.append(nbformat.v4.new_markdown_cell(cell.source))
-            elif cell.outputs:
-                sheet.cells.append(output_only_cell(cell.outputs))
-    for exercise in exercises:
-        block = exercise_block(nb, exercise, exercises, locate, lines.get(exercise.number, default_lines))
-        sheet.cells.append(tagged(nbformat.v4.new_markdown_cell(block), SHEET_EXERCISE_TAG))
+    blocks = [
+        tagged(nbformat.v4.new_markdown_cell(
+            exercise_block(nb, exercise, exercises, locate, lines.get(exercise.number, default_lines))
+        ), SHEET_EXERCISE_TAG)
+        for exercise in exercises
+    ]
+    data = data_cells(nb)
+    sheet.cells += [*blocks, *data] if data_at_end else [*data, *blocks]
     return sheet
+
+
+def data_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """The sheet's "Data for these exercises": each exercise-data cell of nb (its output, or its
+    markdown), under the section it comes from."""
+    data = [(index, cell) for index, cell in enumerate(nb.cells) if has_tag(cell, EXERCISE_DATA_TAG)]
+    if not data:
+        return []
+    cells = [nbformat.v4.new_markdown_cell("## Data for these exercises")]
+    for index, cell in data:
+        section = section_of(nb, index)
+        if section:  # where the table comes from, as its caption
+            cells.append(nbformat.v4.new_markdown_cell(f"*From §{section[0]} {section[1]}:*"))
+        if cell.cell_type == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell(cell.source))
+        elif cell.outputs:
+            cells.append(output_only_cell(cell.outputs))
+    return cells
 
 
 def needs_box(nb: nbformat.NotebookNode, exercise: Exercise, exercises: list[Exercise], locate) -> str:

@@ -22,7 +22,7 @@ and, for all the notebooks given:
 Cell tags the handouts obey (JupyterLab: right sidebar, "Cell Tags"):
   colab-setup    the cell is left out;
   plumbing       the cell's code is not printed, its output is;
-  exercise-data  the cell (its output, or its markdown) is reprinted at the top of the exercise sheet.
+  exercise-data  the cell (its output, or its markdown) is reprinted on the exercise sheet (first; after the exercises where that leaves no hole).
 
 Page layout, for every PDF: figures and tables are never split; headings, and lead-in lines (a
 paragraph ending with ":"), stay on the page of what follows them; long code and long printouts
@@ -83,6 +83,7 @@ RULE_PITCH_MM = RULE_MM + 0.3  # with the line's own width
 EXERCISE_GAP_MM = 6.0  # below each exercise
 SAFETY_MM = 2.0
 SHEET_LINES = 4  # the first printing; the second adds lines where a page has room
+MIN_SHEET_LINES = 2  # an exercise that would fill a hole above it is tried with this many first
 MAX_SHEET_LINES = 18
 
 LOOSE_TAG = "handout-loose"  # put on the cells after a hole (see make_handout)
@@ -777,6 +778,17 @@ def extra_lines(spaces: dict[int, int], pdf_path: Path, lines: dict[int, int]) -
     return grown
 
 
+def fewer_lines_after_holes(spaces: dict[int, int], pdf_path: Path, lines: dict[int, int]) -> dict[int, int]:
+    """The exercise opening a page after a page at least a quarter blank, with MIN_SHEET_LINES:
+    it may then fit in the hole (extra_lines gives the lines back where there is room)."""
+    fewer = dict(lines)
+    for page, fraction in enumerate(page_space.blank_fractions(pdf_path)[:-1]):
+        opening = sorted(number for number, found in spaces.items() if found == page + 1)
+        if fraction >= page_space.MAX_BLANK and opening:
+            fewer[opening[0]] = MIN_SHEET_LINES
+    return fewer
+
+
 def make_exercise_sheet(notebook: Path, output_dir: Path = OUTPUT_DIR, lecture_pdf: Path | None = None) -> Path | None:
     """The exercise sheet of one notebook, HTML and PDF; returns the PDF's path (None: no exercises).
 
@@ -802,17 +814,41 @@ def make_exercise_sheet(notebook: Path, output_dir: Path = OUTPUT_DIR, lecture_p
     pdf_path = sheet_path(notebook, output_dir)
     lines = {exercise.number: SHEET_LINES for exercise in exercises}
 
+    data_at_end = False
+
     def print_sheet(lines: dict[int, int]) -> int:
-        render_html(sheet_notebook(nb, locate, lines, SHEET_LINES), notebook, html_path, footer=f"{title} · exercises")
+        sheet = sheet_notebook(nb, locate, lines, SHEET_LINES, data_at_end)
+        render_html(sheet, notebook, html_path, footer=f"{title} · exercises")
         html_to_pdf(html_path, pdf_path)
         return len(pypdf.PdfReader(pdf_path).pages)
 
-    pages = print_sheet(lines)
-    spaces = working_pages(pdf_path)
-    grown = extra_lines(spaces, pdf_path, lines)
-    if grown != lines:
+    def print_and_fill(lines: dict[int, int]) -> dict[int, int]:
+        """Print with these lines, then with more where a page has room; the lines printed last."""
+        pages = print_sheet(lines)
+        spaces = working_pages(pdf_path)
+        grown = extra_lines(spaces, pdf_path, lines)
+        if grown == lines:
+            return lines
         if print_sheet(grown) != pages or working_pages(pdf_path) != spaces:
             print_sheet(lines)  # an exercise moved to another page after all: keep the first layout
+            return lines
+        return grown
+
+    filled = print_and_fill(lines)
+    worst = worst_hole(pdf_path)
+    if worst >= page_space.MAX_BLANK:
+        # An exercise that opens a page after a hole may fit there with fewer lines to begin with.
+        shrunk = fewer_lines_after_holes(working_pages(pdf_path), pdf_path, lines)
+        if shrunk != lines:
+            print_and_fill(shrunk)
+            if worst_hole(pdf_path) < worst:
+                return pdf_path
+        # Still a hole: the data after the exercises, if that is better (else the first layout).
+        data_at_end = True
+        print_and_fill(lines)
+        if worst_hole(pdf_path) >= worst:
+            data_at_end = False
+            print_sheet(filled)
     return pdf_path
 
 

@@ -27,10 +27,10 @@ def box(ax, x: float, y: float, width: float, height: float, color: str, label: 
     """A rounded box with a bold label and an optional small note under it."""
     ax.add_patch(FancyBboxPatch((x, y), width, height, boxstyle="round,pad=0.02,rounding_size=0.08",
                                 facecolor=color, edgecolor=INK, linewidth=1.5))
-    ax.text(x + width / 2, y + height / 2 + (0.12 if note else 0), label, ha="center", va="center",
+    ax.text(x + width / 2, y + height / 2 + (0.35 if note else 0), label, ha="center", va="center",
             fontsize=17, fontweight="bold", color=INK)
     if note:
-        ax.text(x + width / 2, y + height / 2 - 0.22, note, ha="center", va="center", fontsize=11, color=INK)
+        ax.text(x + width / 2, y + height / 2 - 0.3, note, ha="center", va="center", fontsize=13, color=INK)
 
 
 def arrow(ax, start: tuple[float, float], end: tuple[float, float]) -> None:
@@ -63,13 +63,13 @@ def draw() -> plt.Figure:
                          facecolor=TRAINABLE, edgecolor=INK, linewidth=1.5))
     ax.text(7.3, 2.9, "B  (m × r)", ha="center", va="center", fontsize=15, fontweight="bold", color=INK)
     arrow(ax, (7.3, 1.95), (7.3, 2.45))
-    ax.text(7.7, 2.2, "r numbers", ha="left", va="center", fontsize=12, color=INK)
+    ax.text(7.7, 2.2, "r numbers", ha="left", va="center", fontsize=13, color=INK)
     ax.text(7.3, 3.55, "× α / r", ha="center", va="center", fontsize=14, color=INK)
     arrow(ax, (5.4, 0.45), (7.3, 1.15))
     arrow(ax, (7.0, 3.75), (5.2, 4.25))
-    ax.text(8.75, 1.55, "trainable:\nr · (m + n)\nnumbers", ha="left", va="center", fontsize=12, color=INK)
-    ax.text(8.75, 2.95, "B starts at 0:\nat first the pair\nadds nothing", ha="left", va="center",
-            fontsize=11, style="italic", color=INK)
+    ax.text(8.7, 1.55, "trainable:\nr · (m + n)\nnumbers", ha="left", va="center", fontsize=13, color=INK)
+    ax.text(8.7, 2.95, "B starts at 0:\nat first the pair\nadds nothing", ha="left", va="center",
+            fontsize=13, style="italic", color=INK)
     return fig
 
 

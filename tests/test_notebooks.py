@@ -139,3 +139,32 @@ def test_every_work_a_notebook_cites_is_in_the_readme_credits():
                 if not any(author in line and f"({year})" in line for line in credit_lines):
                     missing.append(f"{path.name}: {author} {year}")
     assert not missing, "cited in a notebook but not in the README's credits: " + ", ".join(sorted(set(missing)))
+
+
+FONT_SIZE = re.compile(r'plt\.rcParams\["font\.size"\] = (\d+)')
+MATPLOTLIB_DEFAULT_PT = 10
+SLIDE_FIGURE_PX = 1280 - 2 * 48  # a figure spans the slide's content box (assets/slides.css: 48 px side padding)
+DIAGRAM_SCRIPT = NOTEBOOK_DIR.parent / "assets" / "make_lora_diagram.py"
+SMALLEST_SLIDE_TEXT_PX = 19  # tables and captions on a slide (assets/slides.css); prose is 24 px
+
+
+def test_figure_text_on_a_slide_is_no_smaller_than_a_tables_text(notebook):
+    """A figure drawn w inches wide at p points is shown 1184 px wide on a slide, so its text is
+    p × 100/72 px (matplotlib's 100 dpi; retina doubles pixels, not CSS size) × 1184/(100·w)."""
+    path, nb = notebook
+    code = "".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    sizes = FONT_SIZE.findall(code)
+    drawn_here = int(sizes[0]) if sizes else MATPLOTLIB_DEFAULT_PT
+    small = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            width = output.get("metadata", {}).get("image/png", {}).get("width")
+            if not width or "image/png" not in output.get("data", {}):
+                continue
+            points = drawn_here
+            if "lora_diagram.png" in cell.source:  # drawn by its own script, each text with its own size
+                points = min(map(int, re.findall(r"fontsize=(\d+)", DIAGRAM_SCRIPT.read_text())))
+            text_px = points * 100 / 72 * SLIDE_FIGURE_PX / width
+            if text_px < SMALLEST_SLIDE_TEXT_PX:
+                small.append(f"cell {index}: {width / 100:.1f} in wide at {points} pt -> {text_px:.1f} px")
+    assert not small, f"{path.name}: figure text smaller than {SMALLEST_SLIDE_TEXT_PX} px on a slide: {small}"
