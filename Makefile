@@ -91,17 +91,17 @@ bench: setup $(INSTALLED_DEV)
 outputs: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)
 
-# Every notebook as a Colab user runs it, in a Colab-like environment (assets/colab_check.py says how).
+# Every notebook as a Colab user runs it, in a Colab-like environment (tools/colab_check.py says how).
 colab-check: $(INSTALLED)
-	$(BIN)/python assets/colab_check.py $(notdir $(NOTEBOOKS))
+	$(BIN)/python tools/colab_check.py $(notdir $(NOTEBOOKS))
 
 # Badges, the Colab cell and slide tags (from assets/course.json), then the student copies.
 course: $(INSTALLED_DEV)
-	$(BIN)/python assets/stamp_course.py
-	$(BIN)/python assets/make_exercises.py
+	$(BIN)/python tools/stamp_course.py
+	$(BIN)/python tools/make_exercises.py
 
 exercises: $(INSTALLED_DEV)
-	$(BIN)/python assets/make_exercises.py
+	$(BIN)/python tools/make_exercises.py
 
 # A lecturer's variant of notebooks 02-04: make run MODEL=Qwen/Qwen2.5-0.5B-Instruct RANK=8 TARGETS=q_proj,v_proj
 # The values reach the script through the environment, unexpanded and never through a shell command line.
@@ -113,12 +113,12 @@ run: export LORA_RUN_MODEL := $(value MODEL)
 run: export LORA_RUN_RANK := $(value RANK)
 run: export LORA_RUN_TARGETS := $(value TARGETS)
 run: setup $(INSTALLED_DEV)
-	$(BIN)/python assets/run_variant.py --from-environment
+	$(BIN)/python tools/run_variant.py --from-environment
 
 # Lecture mode: one reveal.js deck per notebook, each a folder that works on its own offline,
 # build/slides/<notebook>/index.html (reveal.js is installed from npm, pinned, once, into build/npm/).
 slides: $(INSTALLED_DEV)
-	$(BIN)/python assets/make_slides.py $(NOTEBOOKS)
+	$(BIN)/python tools/make_slides.py $(NOTEBOOKS)
 	@echo "Open build/slides/index.html; tests/test_slides.py walks every deck at 1280 x 720 (make test)."
 
 # Workshop handouts in build/handouts/, printed by Debian's Chromium: per notebook a lecture handout
@@ -131,4 +131,4 @@ $(PDFTOPPM):
 	|| { echo "Could not install poppler-utils: install the Debian package 'poppler-utils', then run make again."; exit 1; }
 
 handouts: $(INSTALLED_DEV) $(CHROMIUM) $(PDFTOPPM)
-	$(BIN)/python assets/make_handouts.py $(NOTEBOOKS)
+	$(BIN)/python tools/make_handouts.py $(NOTEBOOKS)

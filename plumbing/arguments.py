@@ -51,3 +51,27 @@ def expect_shape_pairs(dims, function: str) -> list[tuple[int, int]]:
         except (TypeError, ValueError):
             raise ValueError(f"{function}: each shape must be a pair of whole numbers (m, n), not {described(pair)}.") from None
     return pairs
+
+
+MAX_RANK = 65_536
+"""Larger than any layer dimension of the models the series discusses: a higher rank is a typo."""
+
+def check_rank(rank) -> int:
+    """Return ``rank`` as an int if it is a whole number from 1 to MAX_RANK, else raise a clear ValueError.
+
+    Integer types of numpy and torch are accepted (``operator.index``); floats, strings and booleans are not.
+    """
+    if isinstance(rank, bool) or str(getattr(rank, "dtype", "")) in ("torch.bool", "bool"):  # torch.tensor(True) too
+        raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {rank!r}.")
+    try:
+        value = operator.index(rank)
+    except TypeError:
+        raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {rank!r}.") from None
+    if value <= 0:
+        raise ValueError(f"LoRA rank must be a positive whole number such as 8 or 16, not {value}.")
+    if value > MAX_RANK:
+        raise ValueError(
+            f"LoRA rank {value:,} is absurd: B·A can never have a rank above the smaller side of its matrix, "
+            f"and no layer in these models is wider than {MAX_RANK:,}. Usual ranks are 4 to 64."
+        )
+    return value

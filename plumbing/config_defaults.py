@@ -1,4 +1,4 @@
-"""Find the shape fields a config leaves to transformers' defaults (helpers.read_config_file, notebooks 02-07).
+"""Find the shape fields a config leaves to transformers' defaults (plumbing.configs.read_config_file, notebooks 01-08).
 
 A transformers config class gives every field a default: ``LlamaConfig`` builds a 11008-wide MLP
 if ``intermediate_size`` is missing, whatever model the file meant. So no hand list of "required"
@@ -16,7 +16,14 @@ least); a config class that is not a dataclass is not checked here.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+
+REQUIRED_SHAPES = [("hidden_size", "n_embd", "d_model"), ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+                   ("vocab_size",)]
+"""For a config class that is not a dataclass (older transformers): these at least must be given."""
+SIZES_CHECKED: dict[str, list[tuple[str, int]]] = {}
+"""The sizes each config (as canonical JSON) left to defaults, found once per process."""
 
 LAYER_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
@@ -31,7 +38,7 @@ def given_names(settings: dict, attribute_map: dict) -> set[str]:
 
 def one_layer(settings: dict) -> dict:
     """The settings with a single layer (per-layer lists such as ``layer_types`` cut to match): cheap to build."""
-    small = dict(settings)
+    small = {key: one_layer(value) if isinstance(value, dict) else value for key, value in settings.items()}
     for field in LAYER_FIELDS:
         if isinstance(small.get(field), int) and small[field] > 1:
             layers, small[field] = small[field], 1
@@ -66,3 +73,52 @@ def sizes_left_to_defaults(config_class, settings: dict, count: Callable[[dict],
         if moved:
             depends.append((field.name, default))
     return depends
+
+
+def nested_sizes_left_to_defaults(config_class, settings: dict, count: Callable[[dict], int]) -> list[tuple[str, int]]:
+    """As :func:`sizes_left_to_defaults`, inside each nested config the settings give (Gemma 3's ``text_config``)."""
+    found = []
+    for key, sub_class in (getattr(config_class, "sub_configs", None) or {}).items():
+        if isinstance(settings.get(key), dict) and dataclasses.is_dataclass(sub_class):
+            def count_nested(changed: dict, key=key) -> int:
+                return count({**settings, key: changed})
+            found += [(f"{key}.{field}", default) for field, default in sizes_left_to_defaults(sub_class, settings[key], count_nested)]
+    return found
+
+
+def check_no_size_left_to_defaults(model_type: str, settings: dict, where: str, build: Callable) -> None:
+    """Raise a ValueError naming a whole-number field the config omits although the count depends on it.
+
+    ``build(config)`` builds the model on the meta device. Found by changing each omitted field on a
+    one-layer copy, not from a hand list; each config is examined once per process.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config_class = CONFIG_MAPPING[model_type]
+    if not dataclasses.is_dataclass(config_class):
+        for spellings in REQUIRED_SHAPES:
+            sections = [settings, *(value for value in settings.values() if isinstance(value, dict))]
+            if not any(name in section for section in sections for name in spellings):
+                raise ValueError(f"{where} does not say {' / '.join(spellings)}, so transformers would build a "
+                                 "default-sized model that is not the one you mean. Use the model's complete config.json.")
+        return
+
+    def count(changed: dict) -> int:
+        return sum(p.numel() for p in build(AutoConfig.for_model(model_type, **changed)).parameters())
+
+    key = json.dumps([model_type, settings], sort_keys=True, default=str)
+    if key not in SIZES_CHECKED:
+        try:
+            SIZES_CHECKED[key] = sizes_left_to_defaults(config_class, settings, count) + \
+                nested_sizes_left_to_defaults(config_class, settings, count)
+        except Exception:  # noqa: BLE001 - the config itself cannot be built: read_config_file says why
+            SIZES_CHECKED[key] = []
+    if SIZES_CHECKED[key]:
+        (field, default), others = SIZES_CHECKED[key][0], [name for name, _ in SIZES_CHECKED[key][1:]]
+        raise ValueError(
+            f"{where} does not give {field}, and the parameter count depends on it: transformers would use its "
+            f"default {default:,}, a size from some other model, not the one this file describes"
+            + (f" (also missing: {', '.join(others)})" if others else "")
+            + ". Add the field, copied from the model's config.json."
+        )

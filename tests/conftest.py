@@ -1,6 +1,7 @@
 """Shared test setup: the suite runs offline, like a learner after `make lab`."""
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -44,7 +45,7 @@ def system_chromium():
     """
     from playwright.sync_api import sync_playwright
 
-    sys.path.insert(0, str(REPO / "assets"))
+    sys.path.insert(0, str(REPO / "tools"))
     import make_handouts  # the same lookup, flags and message as the handouts
 
     try:
@@ -58,3 +59,16 @@ def system_chromium():
             yield chromium
         finally:
             chromium.close()
+
+
+TINY_LLAMA = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100,
+              "num_attention_heads": 16, "num_key_value_heads": 4, "intermediate_size": 96}
+"""The one tiny config the tests build from (16 heads of 4 dimensions, 4 key/value heads: k and v are narrower than q)."""
+
+
+def write_config_json(folder: Path, settings: dict) -> Path:
+    """``settings`` written as ``folder/config.json`` (the folder created); returns the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.json"
+    path.write_text(json.dumps(settings))
+    return path

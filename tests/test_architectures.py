@@ -72,6 +72,7 @@ from torch import nn  # noqa: E402
 
 import architecture_sweep  # noqa: E402
 import helpers  # noqa: E402
+from plumbing import model_parts, module_tree  # noqa: E402
 
 
 def tiny(model_type: str):
@@ -81,7 +82,7 @@ def tiny(model_type: str):
 @pytest.mark.parametrize("model_type", ["roberta-prelayernorm", "olmo2", "gpt2"])
 def test_norms_are_the_parameters_of_norm_modules(model_type):
     model = tiny(model_type)
-    family = helpers.family_prefix(model)  # RobertaPreLayerNorm... : the family name is not a norm
+    family = model_parts.family_prefix(model)  # RobertaPreLayerNorm... : the family name is not a norm
     by_class = sum(p.numel() for m in model.modules() if "norm" in type(m).__name__.removeprefix(family).lower()
                    for p in m.parameters(recurse=False))
     parts = helpers.parameters_by_part(model)
@@ -106,7 +107,7 @@ def test_other_3d_parameters_are_not_experts():
     with pytest.warns(UserWarning, match="not nn.Linear or Conv1D layers, expert tensors or router matrices.*rel_attn"):
         table = helpers.linear_layer_table(model)
     assert (table["experts"] == 1).all()
-    assert not helpers.is_mixture_of_experts(model)
+    assert not module_tree.is_mixture_of_experts(model)
 
 
 def test_peft_rewrite_of_moe_targets_is_refused_loudly():

@@ -12,6 +12,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 import helpers
+from plumbing import configs, module_tree
 
 
 def total_parameters(model) -> int:
@@ -114,7 +115,7 @@ def test_catalog_has_the_models_the_series_needs():
 
 
 def test_the_mixtures_of_experts_in_the_catalog_are_the_ones_test_moe_derives():
-    moe = [model_id for model_id in CATALOG if helpers.is_mixture_of_experts(helpers.build_skeleton(model_id))]
+    moe = [model_id for model_id in CATALOG if module_tree.is_mixture_of_experts(helpers.build_skeleton(model_id))]
     assert sorted(moe) == sorted(MOE_CATALOG)
 
 
@@ -204,7 +205,7 @@ def test_lm_head_only_when_asked():
 
 
 def test_skeleton_from_path_and_from_config_object():
-    path = helpers.catalog_config_path("google/gemma-2b-it")
+    path = configs.catalog_config_path("google/gemma-2b-it")
     from_path = helpers.build_skeleton(path)
     from_string_path = helpers.build_skeleton(str(path))
     from_object = helpers.build_skeleton(from_path.config)

@@ -16,13 +16,13 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def test_committed_diagram_is_what_the_script_draws(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("make_lora_diagram", ASSETS / "make_lora_diagram.py")
+    spec = importlib.util.spec_from_file_location("make_lora_diagram", ROOT / "tools" / "make_lora_diagram.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     monkeypatch.setattr(script, "OUTPUT", tmp_path / "lora_diagram.png")
     script.main()
     fresh = (tmp_path / "lora_diagram.png").read_bytes()
-    assert fresh == (ASSETS / "lora_diagram.png").read_bytes(), "run: python assets/make_lora_diagram.py"
+    assert fresh == (ASSETS / "lora_diagram.png").read_bytes(), "run: python tools/make_lora_diagram.py"
 
 
 def test_calculator_prints_a_static_answer_and_recomputes(capsys, monkeypatch):

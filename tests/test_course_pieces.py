@@ -21,16 +21,17 @@ from nbclient.exceptions import CellExecutionError
 from conftest import copy_course  # what `git clone` would put in the folder
 
 import helpers
+from plumbing import colab, model_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-sys.path.insert(0, str(ROOT / "assets"))  # the scripts import their siblings
+sys.path.insert(0, str(ROOT / "tools"))  # the scripts import their siblings
 
 
 def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "assets" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -63,7 +64,7 @@ def test_readme_table_is_current():
 def test_repository_url_is_written_in_one_place_only():
     url = stamp_course.course_settings()["repository"]
     github_path = url.removeprefix("https://github.com/")
-    for path in [ROOT / "helpers.py", ROOT / "Makefile", *(ROOT / "assets").glob("*.py"), *(ROOT / "tests").glob("*.py")]:
+    for path in [ROOT / "helpers.py", ROOT / "Makefile", *(ROOT / "tools").glob("*.py"), *(ROOT / "plumbing").glob("*.py"), *(ROOT / "tests").glob("*.py")]:
         assert github_path not in path.read_text(), f"{path.name} repeats the repository URL: read assets/course.json"
 
 
@@ -157,7 +158,7 @@ def test_prepare_colab_installs_what_colab_lacks_at_the_pinned_versions_and_keep
     helpers.prepare_colab()
     [pip] = [c for c in commands if c[1:4] == ["-m", "pip", "install"]]
     requirements = (ROOT / "requirements.txt").read_text()
-    for package in helpers.COLAB_PACKAGES:
+    for package in colab.COLAB_PACKAGES:
         pin = next(arg for arg in pip if arg.lower().replace("_", "-").startswith(package.lower().replace("_", "-") + "=="))
         assert pin.split("==")[1] in requirements  # the version requirements.txt pins
     assert [arg for arg in pip if arg.startswith("torch")] == ["torch==2.11.0+cpu"]  # Colab's own torch, kept
@@ -194,7 +195,7 @@ def test_colab_cell_does_nothing_outside_colab(tmp_path, monkeypatch):
 
 def test_offline_model_pin_is_the_makefiles():
     makefile = (ROOT / "Makefile").read_text()
-    assert f"SMOLLM2_PACKAGE := {helpers.OFFLINE_PACKAGE_PIN}\n" in makefile
+    assert f"SMOLLM2_PACKAGE := {model_cache.OFFLINE_PACKAGE_PIN}\n" in makefile
 
 
 # --- student copies ----------------------------------------------------------------------
@@ -257,7 +258,7 @@ def test_course_settings_refuse_what_would_break_the_clone_command(tmp_path, mon
 def test_plumbing_tag_marks_setup_settings_and_figure_drawing_only(notebook_path):
     """Slides and handouts hide the input of cells tagged plumbing: never a lesson, an exercise or a check.
 
-    Tagged are the setup cell, the make-run settings (both stamped by assets/stamp_course.py) and, by hand,
+    Tagged are the setup cell, the make-run settings (both stamped by tools/stamp_course.py) and, by hand,
     cells that only draw a figure (the figure is shown; what it plots was computed in a visible cell).
     """
     cells = nbformat.read(notebook_path, as_version=4).cells

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import helpers
+from conftest import TINY_LLAMA, write_config_json
+from plumbing import answers, configs, conversion, peft_on_meta, workarounds
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_malformed_config_file(tmp_path, text, message):
 
 
 def test_config_without_model_type(tmp_path):
-    settings = json.loads(helpers.catalog_config_path("meta-llama/Llama-3.2-1B-Instruct").read_text())
+    settings = json.loads(configs.catalog_config_path("meta-llama/Llama-3.2-1B-Instruct").read_text())
     del settings["model_type"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(settings))
@@ -119,7 +121,7 @@ def test_hub_model_that_cannot_be_fetched(monkeypatch):
     def refused(*args, **kwargs):
         raise OSError("401 Client Error")  # what the Hub answers for a gated model without a token
 
-    monkeypatch.setattr(helpers, "hub_is_reachable", lambda timeout=2.0: True)
+    monkeypatch.setattr(configs, "hub_is_reachable", lambda timeout=2.0: True)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refused)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", refused)
     with pytest.raises(ValueError, match="HF_TOKEN"):
@@ -132,12 +134,7 @@ def test_hub_model_that_cannot_be_fetched(monkeypatch):
 
 
 def write_config(tmp_path, **fields) -> str:
-    settings = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100,
-                "num_attention_heads": 4, "intermediate_size": 128}
-    settings.update(fields)
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(settings))
-    return str(path)
+    return str(write_config_json(tmp_path, {**TINY_LLAMA, **fields}))
 
 
 @pytest.mark.parametrize(
@@ -165,13 +162,10 @@ def test_absurd_config_values_name_the_field(tmp_path, fields, message, monkeypa
 
 
 def write_settings(tmp_path, settings: dict) -> str:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(settings))
-    return str(path)
+    return str(write_config_json(tmp_path, settings))
 
 
-SMALL_LLAMA = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100,
-               "num_attention_heads": 16, "num_key_value_heads": 4, "intermediate_size": 96}
+SMALL_LLAMA = TINY_LLAMA
 
 
 @pytest.mark.parametrize("drop, add, field, default", [
@@ -271,41 +265,41 @@ def test_check_answer_compares_arrays_series_and_tensors(capsys):
 def test_peft_counts_are_reused_only_for_the_same_catalog_model_and_config():
     from peft import LoraConfig
 
-    helpers.PEFT_COUNTS.clear()
+    peft_on_meta.PEFT_COUNTS.clear()
     first = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=4, target_modules=["q_proj"]))
-    assert len(helpers.PEFT_COUNTS) == 1
+    assert len(peft_on_meta.PEFT_COUNTS) == 1
     again = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=4, target_modules=["q_proj"]))
     other = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=8, target_modules=["q_proj"]))
-    assert again == first and len(helpers.PEFT_COUNTS) == 2
+    assert again == first and len(peft_on_meta.PEFT_COUNTS) == 2
     assert other[0] == 2 * first[0] == 2 * 30 * 4 * (576 + 576)  # 30 layers of q_proj 576 × 576, by hand
 
 
 def test_many_peft_counts_side_by_side_equal_one_at_a_time_and_are_remembered():
     from peft import LoraConfig
 
-    helpers.PEFT_COUNTS.clear()
+    peft_on_meta.PEFT_COUNTS.clear()
     smol = "HuggingFaceTB/SmolLM2-135M-Instruct"
     questions = [(smol, LoraConfig(r=rank, target_modules=["q_proj", "v_proj"])) for rank in (1, 2, 3)]
     answers = helpers.counts_with_peft(questions)
     # by hand: 30 layers, q_proj 576 -> 576 and v_proj 576 -> 192 (3 key/value heads of 64)
     assert [trainable for trainable, _ in answers] == [30 * rank * ((576 + 576) + (576 + 192)) for rank in (1, 2, 3)]
-    assert len(helpers.PEFT_COUNTS) == 3, "the parent remembers what the workers computed"
+    assert len(peft_on_meta.PEFT_COUNTS) == 3, "the parent remembers what the workers computed"
     reordered = LoraConfig(r=2, target_modules=["v_proj", "q_proj"])  # the same set of targets, another order
-    assert helpers.count_with_peft(smol, reordered) == answers[1] and len(helpers.PEFT_COUNTS) == 3
+    assert helpers.count_with_peft(smol, reordered) == answers[1] and len(peft_on_meta.PEFT_COUNTS) == 3
 
 
 def test_initialisation_is_restored_after_counting():
     from torch import nn
 
     original = nn.Linear.reset_parameters
-    with helpers.linear_initialisation_skipped():
+    with workarounds.linear_initialisation_skipped():
         assert nn.Linear.reset_parameters is not original
     assert nn.Linear.reset_parameters is original
 
 
 def test_a_wrong_answer_is_one_short_message_with_a_diagnosis():
     def message(answer, expected, **options) -> str:
-        with pytest.raises(helpers.NotYet) as caught:
+        with pytest.raises(answers.NotYet) as caught:
             helpers.check_answer(answer, expected, hint="the hint", **options)
         lines = caught.value._render_traceback_()  # what JupyterLab and Colab show instead of a traceback
         assert len(lines) == 1 and "the hint" in lines[0]
@@ -333,9 +327,9 @@ def test_count_with_peft_works_for_another_peft_method_ia3():
 
 @pytest.mark.parametrize("arguments, status", [(["--help"], 0), (["-h"], 0), (["--chek-package"], 2), (["extra", "words"], 2)])
 def test_helpers_command_line_refuses_unknown_arguments_before_any_work(arguments, status, monkeypatch, capsys):
-    monkeypatch.setattr(helpers, "provision_model", lambda: pytest.fail("the conversion must not start"))
-    monkeypatch.setattr(helpers, "find_gguf_file", lambda **kwargs: pytest.fail("nothing must be checked"))
-    assert helpers.main(arguments) == status
+    monkeypatch.setattr(conversion, "provision_model", lambda: pytest.fail("the conversion must not start"))
+    monkeypatch.setattr(conversion, "find_gguf_file", lambda **kwargs: pytest.fail("nothing must be checked"))
+    assert conversion.main(arguments) == status
     assert "usage: python helpers.py [--check-package]" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""The handout builder, assets/make_handouts.py (the slides have tests/test_slides.py).
+"""The handout builder, tools/make_handouts.py (the slides have tests/test_slides.py).
 
 The handout tests print, once for the module and into a temporary folder, the lecture handout
 of every notebook with figures (the dpi test looks at every figure: 02, 03, 06, 07, 08 today),
@@ -26,7 +26,7 @@ import pytest
 import helpers
 
 REPO = Path(__file__).resolve().parent.parent
-ASSETS = REPO / "assets"
+TOOLS = REPO / "tools"
 NOTEBOOKS = REPO / "notebooks"
 HANDOUT_NOTEBOOK = NOTEBOOKS / "03_rank_and_targets.ipynb"
 SLIDES_NOTEBOOK = NOTEBOOKS / "01_architecture.ipynb"
@@ -42,10 +42,10 @@ FOOTER_TOP_PT = 16 / 25.4 * 72  # the bottom margin (16 mm), where make_handouts
 # ---------------------------------------------------------------------------
 
 
-def import_assets(*names):
+def import_tools(*names):
     """The scripts of assets/, imported as modules (assets/ first on sys.path)."""
-    if str(ASSETS) not in sys.path:
-        sys.path.insert(0, str(ASSETS))
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
     return [importlib.import_module(name) for name in names]
 
 
@@ -83,7 +83,7 @@ class Printed:
 @pytest.fixture(scope="module")
 def printed(tmp_path_factory) -> Printed:
     """Print the handouts under test, once for the module."""
-    make_handouts, page_space = import_assets("make_handouts", "page_space")
+    make_handouts, page_space = import_tools("make_handouts", "page_space")
     make_handouts.find_chromium()  # fails with how to install it, rather than skipping
     page_space.find_poppler("pdftoppm"), page_space.find_poppler("pdftotext")  # likewise
     output_dir = tmp_path_factory.mktemp("handouts")
@@ -180,7 +180,7 @@ def test_handout_pdf_shows_the_counts_and_the_figures(printed):
 
 def exercises_of(stem: str):
     """(exercises, solution lines, check outputs) of a notebook, as its cells hold them."""
-    (handout_exercises,) = import_assets("handout_exercises")
+    (handout_exercises,) = import_tools("handout_exercises")
     nb = nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4)
     exercises = handout_exercises.find_exercises(nb)
     lines = [
@@ -200,7 +200,7 @@ def exercises_of(stem: str):
 
 def question_start(exercise) -> str:
     """The first words of an exercise's question, as printed (squeezed, without markdown's marks)."""
-    (make_handouts,) = import_assets("make_handouts")
+    (make_handouts,) = import_tools("make_handouts")
     return squeezed(make_handouts.plain_markdown(exercise.question_body))[:50]
 
 
@@ -231,7 +231,7 @@ def test_exercise_sheets_hold_no_solution_and_no_check(printed):
 
 
 def test_lecture_handout_keeps_solutions_for_its_appendix(printed):
-    (handout_exercises,) = import_assets("handout_exercises")
+    (handout_exercises,) = import_tools("handout_exercises")
     heading = squeezed(handout_exercises.APPENDIX_TITLE)
     for stem in SHEET_STEMS:
         pdf = printed.lecture[stem]
@@ -264,12 +264,12 @@ def test_solutions_pdf_has_every_exercise_answered(printed):
 
 
 def test_no_page_but_the_last_is_a_quarter_blank(printed):
-    (page_space,) = import_assets("page_space")
+    (page_space,) = import_tools("page_space")
     holes = []
     for pdf in printed.all_pdfs():
         fractions = page_space.blank_fractions(pdf)
         holes += [f"{pdf.name} p. {page}: {fraction:.0%}" for page, fraction in enumerate(fractions[:-1], 1) if fraction >= MAX_BLANK]
-    assert not holes, f"pages at least {MAX_BLANK:.0%} blank (measured by assets/page_space.py): {holes}"
+    assert not holes, f"pages at least {MAX_BLANK:.0%} blank (measured by tools/page_space.py): {holes}"
 
 
 def lead_ins(html_text: str) -> list[str]:
@@ -281,7 +281,7 @@ def lead_ins(html_text: str) -> list[str]:
 
 def test_lead_in_lines_stay_with_what_follows(printed):
     """A paragraph ending with ":" never ends a page: text or a figure follows it on its page."""
-    (figure_dpi,) = import_assets("figure_dpi")
+    (figure_dpi,) = import_tools("figure_dpi")
     checked, alone = 0, []
     for pdf in printed.lecture.values():
         leads = lead_ins(pdf.with_suffix(".html").read_text(encoding="utf-8"))
@@ -358,7 +358,7 @@ def test_tables_are_never_split(printed):
 def test_plumbing_cells_print_their_output_but_not_their_code(tmp_path):
     """A code cell tagged `plumbing` (a temporary copy of notebook 01) prints only its output;
     one tagged `exercise-data` is reprinted on the exercise sheet."""
-    make_handouts, handout_exercises = import_assets("make_handouts", "handout_exercises")
+    make_handouts, handout_exercises = import_tools("make_handouts", "handout_exercises")
     nb = nbformat.read(SLIDES_NOTEBOOK, as_version=4)
     plumbing, data = [
         cell
@@ -397,7 +397,7 @@ def test_every_figure_prints_at_200_dpi_or_more(printed):
     or retina output): make_handouts prints a figure at the size it was drawn, so its print
     resolution is the dpi it was drawn at, or more where the page's width shrinks it.
     """
-    (figure_dpi,) = import_assets("figure_dpi")
+    (figure_dpi,) = import_tools("figure_dpi")
     low, count = [], 0
     for stem, pdf in sorted(printed.lecture.items()):
         images = figure_dpi.printed_images(pdf)

@@ -11,6 +11,7 @@ from peft import LoraConfig
 from transformers import AutoConfig
 
 import helpers
+from plumbing import module_tree
 
 MIXTRAL, QWEN3, GPT_OSS = "mistralai/Mixtral-8x7B-Instruct-v0.1", "Qwen/Qwen3-30B-A3B", "openai/gpt-oss-20b"
 EXPERT_TENSORS = ["experts.gate_up_proj", "experts.down_proj"]
@@ -63,7 +64,7 @@ def test_active_parameters_reproduce_the_published_figures():
 def test_a_dense_model_is_all_active():
     skeleton = helpers.build_skeleton("meta-llama/Llama-3.2-1B-Instruct")
     assert helpers.active_parameters(skeleton) == sum(p.numel() for p in skeleton.parameters())
-    assert not helpers.is_mixture_of_experts(skeleton)
+    assert not module_tree.is_mixture_of_experts(skeleton)
 
 
 def test_expert_tensors_are_rows_with_their_shapes():

@@ -143,9 +143,9 @@ def test_every_work_a_notebook_cites_is_in_the_readme_credits():
 
 FONT_SIZE = re.compile(r'plt\.rcParams\["font\.size"\] = (\d+)')
 MATPLOTLIB_DEFAULT_PT = 10
-SLIDE_FIGURE_PX = 1280 - 2 * 48  # a figure spans the slide's content box (assets/slides.css: 48 px side padding)
-DIAGRAM_SCRIPT = NOTEBOOK_DIR.parent / "assets" / "make_lora_diagram.py"
-SMALLEST_SLIDE_TEXT_PX = 19  # tables and captions on a slide (assets/slides.css); prose is 24 px
+SLIDE_FIGURE_PX = 1280 - 2 * 48  # a figure spans the slide's content box (tools/slides.css: 48 px side padding)
+DIAGRAM_SCRIPT = NOTEBOOK_DIR.parent / "tools" / "make_lora_diagram.py"
+SMALLEST_SLIDE_TEXT_PX = 19  # tables and captions on a slide (tools/slides.css); prose is 24 px
 
 
 def test_figure_text_on_a_slide_is_no_smaller_than_a_tables_text(notebook):

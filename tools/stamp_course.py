@@ -6,7 +6,7 @@
 
 Run it after changing any of those (``make course``); a test fails while a notebook is out of date.
 
-Usage: python assets/stamp_course.py
+Usage: python tools/stamp_course.py
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"  
 BADGE_FILE = ROOT / "assets" / "open_in_colab.svg"  # the notebooks' badge: our own image, stored inside the notebook
 BADGE_ATTACHMENT = "open_in_colab.svg"
 COLAB_CELL_MARK = "# Google Colab only:"
-README_TABLE_START = "<!-- notebooks-table: written by assets/stamp_course.py -->"
+README_TABLE_START = "<!-- notebooks-table: written by tools/stamp_course.py -->"
 README_TABLE_END = "<!-- end of notebooks-table -->"
 
 

@@ -8,7 +8,7 @@ Each copy keeps the prose and every code cell, including the check cells, and dr
 
 A test regenerates the copies and fails when the committed ones differ (run ``make exercises``).
 
-Usage: python assets/make_exercises.py
+Usage: python tools/make_exercises.py
 """
 
 from __future__ import annotations

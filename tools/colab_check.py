@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import helpers
+from plumbing import colab
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "colab-check"
@@ -33,7 +34,7 @@ VENV = ROOT / "build" / "colab-venv"
 PYTHON = VENV / "bin" / "python"
 RUNTIME = json.loads((ROOT / "assets" / "colab_runtime.json").read_text())["packages"]
 LOCAL_TORCH = "torch==2.13.0"  # the only torch this machine can install (Colab's is 2.11.0+cpu)
-RESET = [name for name in helpers.COLAB_PACKAGES if name in RUNTIME]  # what prepare_colab replaces and Colab has
+RESET = [name for name in colab.COLAB_PACKAGES if name in RUNTIME]  # what prepare_colab replaces and Colab has
 SANITIZE = (ROOT / "tests" / "nbval_sanitize.cfg").read_text()  # what nbval also ignores: losses, tiny floats, addresses
 VARIABLE = re.compile("|".join(line.split("regex:", 1)[1].strip() for line in SANITIZE.splitlines() if line.startswith("regex:")))
 

@@ -1,6 +1,6 @@
 """Turn the executed notebooks into reveal.js lecture decks for a 1280 x 720 projector.
 
-Run: python assets/make_slides.py [notebooks...] [--output-dir DIR]
+Run: python tools/make_slides.py [notebooks...] [--output-dir DIR]
      (default: every notebooks/[0-9][0-9]_*.ipynb, into build/slides/)
 
 Writes one folder per notebook, which works on its own (copy it to a USB stick and open
@@ -12,13 +12,13 @@ index.html from there, offline):
   build/slides/<stem>/lib/slides.css, slide_fitting.js   this course's look and fitting
   build/slides/index.html              a list of the decks
 
-How a notebook becomes slides (assets/slide_plan.py has the rules): every `#`/`##` heading
+How a notebook becomes slides (tools/slide_plan.py has the rules): every `#`/`##` heading
 starts a slide, every `###` heading and exercise a slide below it, as the slide types that
-assets/stamp_course.py writes say; a section taller than the screen continues on further
+tools/stamp_course.py writes say; a section taller than the screen continues on further
 slides below, each headed by the section's title. On the projector, Space, PageDown and the
 right arrow (what a presenter remote sends) go through every slide and every click in order.
 Code cells tagged `plumbing` show only their output; an exercise shows its question first and
-its worked solution and check on the next click. In the browser, assets/slide_fitting.js
+its worked solution and check on the next click. In the browser, tools/slide_fitting.js
 scales down whatever still does not fit (a wide table, a long line of code, a tall slide),
 so that nothing is ever cut.
 """
@@ -37,12 +37,12 @@ from jinja2 import DictLoader
 from nbconvert import SlidesExporter
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
-# Sibling modules in assets/ (Python puts a script's own folder on sys.path).
+# Sibling modules in tools/ (Python puts a script's own folder on sys.path).
 from make_handouts import WidgetPlaceholderPreprocessor, build_each
 from slide_plan import plan_slides
 
-ASSETS = Path(__file__).resolve().parent
-REPO = ASSETS.parent
+TOOLS = Path(__file__).resolve().parent
+REPO = TOOLS.parent
 OUTPUT_DIR = REPO / "build" / "slides"
 NPM_PREFIX = REPO / "build" / "npm"
 NODE_MODULES = NPM_PREFIX / "node_modules"
@@ -204,7 +204,7 @@ def write_lib(lib: Path, node_modules: Path = NODE_MODULES) -> None:
     if MONO_FONT_LICENSE.exists() and (lib / "fonts" / MONO_FONT_FILES[0]).exists():
         copy_if_changed(MONO_FONT_LICENSE, lib / "fonts" / "LICENSE-dejavu")
     for name in COURSE_FILES:
-        copy_if_changed(ASSETS / name, lib / name)
+        copy_if_changed(TOOLS / name, lib / name)
 
 
 def make_slides_exporter() -> SlidesExporter:

@@ -1,6 +1,6 @@
 """Draw the LoRA diagram used in notebook 03 and save it as assets/lora_diagram.png.
 
-Run: python assets/make_lora_diagram.py   (the tests check the committed PNG is up to date)
+Run: python tools/make_lora_diagram.py   (the tests check the committed PNG is up to date)
 
 The picture: the input x (n numbers) goes through the frozen weight W (m x n)
 and, in parallel, through the trainable pair A (r x n) then B (m x r), scaled
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon  # noqa: E402
 
-OUTPUT = Path(__file__).resolve().parent / "lora_diagram.png"
+OUTPUT = Path(__file__).resolve().parent.parent / "assets" / "lora_diagram.png"
 FROZEN = "#B8C4D6"
 TRAINABLE = "#F28E2B"
 INK = "#222222"

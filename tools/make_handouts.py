@@ -1,6 +1,6 @@
 """Print the executed notebooks for a workshop: lecture handouts, exercise sheets, solutions.
 
-Run: python assets/make_handouts.py [notebooks...] [--output-dir DIR]
+Run: python tools/make_handouts.py [notebooks...] [--output-dir DIR]
      (default: every notebooks/[0-9][0-9]_*.ipynb, into build/handouts/)
 
 For each notebook this writes, under build/handouts/:
@@ -27,7 +27,7 @@ Cell tags the handouts obey (JupyterLab: right sidebar, "Cell Tags"):
 Page layout, for every PDF: figures and tables are never split; headings, and lead-in lines (a
 paragraph ending with ":"), stay on the page of what follows them; long code and long printouts
 may break between lines (never leaving fewer than three lines on a page), so that no page but the
-last is a quarter blank (assets/page_space.py measures it). Figures print at the size they were
+last is a quarter blank (tools/page_space.py measures it). Figures print at the size they were
 drawn (the PNG's own dpi), never wider than the page: a figure rendered at 200 dpi prints at 200 dpi
 or more. The exercise sheet is printed twice: the second time, each page's blank bottom is shared
 out as more ruled lines to the writing spaces on that page.

@@ -15,7 +15,7 @@ white border inside a figure) are shorter than HOLE_MM and do not count. Renderi
 text positions, because figures, table rules and the answer boxes of an exercise sheet
 are ink too.
 
-Run: python assets/page_space.py some.pdf ...   (prints each page's blank fraction)
+Run: python tools/page_space.py some.pdf ...   (prints each page's blank fraction)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where each piece of a notebook goes in its lecture deck: which slide, which click.
 
-assets/make_slides.py calls plan_slides(nb) on a copy of the executed notebook and renders
-the result with nbconvert's reveal.js exporter. The slide types that assets/stamp_course.py
+tools/make_slides.py calls plan_slides(nb) on a copy of the executed notebook and renders
+the result with nbconvert's reveal.js exporter. The slide types that tools/stamp_course.py
 writes into every cell (metadata.slideshow.slide_type) give the sections:
 
   "slide"     a `#`/`##` heading: a new section, left/right on the deck,
@@ -19,7 +19,7 @@ between top-level statements, at a blank line (each part is complete Python); on
 or more blank lines in a row show as one. Every further slide of a section carries the
 section's title as a small heading (tag "slide-kicker").
 
-The estimates only decide where to cut: assets/slide_fitting.js measures every slide in the
+The estimates only decide where to cut: tools/slide_fitting.js measures every slide in the
 browser and scales down what still does not fit, so an estimate that is a little off costs a
 slightly smaller slide, never a cut one.
 

@@ -5,7 +5,7 @@ page's content stream draws it: the current transformation matrix at its `Do` op
 unit square onto the page, so the image is sqrt(a² + b²) points wide (72 points to the inch).
 Images drawn inside form XObjects are followed too.
 
-Run: python assets/figure_dpi.py some.pdf ...   (prints each image's size and dpi)
+Run: python tools/figure_dpi.py some.pdf ...   (prints each image's size and dpi)
 """
 
 from __future__ import annotations

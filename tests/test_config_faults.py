@@ -1,0 +1,125 @@
+"""plumbing/configs.py: a config.json that is damaged, odd or incomplete gets one message naming the field or the fix,
+and a count never rests on a value the file does not give (issue 20)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import helpers
+from conftest import TINY_LLAMA, write_config_json
+
+
+def test_a_utf16_config_reads_as_its_utf8_twin(tmp_path):
+    """Windows editors may save UTF-16 with a byte-order mark: the same model, not "not a text file"."""
+    utf8 = helpers.build_skeleton(write_config_json(tmp_path / "a", TINY_LLAMA))
+    path = tmp_path / "b" / "config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(TINY_LLAMA), encoding="utf-16")
+    utf16 = helpers.build_skeleton(path)
+    assert sum(p.numel() for p in utf16.parameters()) == sum(p.numel() for p in utf8.parameters())
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"model_type": "llama", "hidden_size": 64, "hidden_size": 32}', "the key 'hidden_size' appears twice"),
+    ('{"model_type": ["llama"], "hidden_size": 64}', r"model_type \['llama'\], which this transformers version does not know"),
+    ('{"model_type": "llama", "x": ' + "[" * 5000 + "]" * 5000 + "}", "nests deeper than any model config"),
+    ('{"model_type": "llama", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests deeper than any model config"),
+], ids=["duplicate-key", "model-type-list", "deep", "deeper-than-python-recursion"])
+def test_odd_json_gets_one_message(tmp_path, text, message):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        helpers.build_skeleton(path)
+
+
+def test_an_unreadable_config_says_so(tmp_path, monkeypatch):
+    path = write_config_json(tmp_path, TINY_LLAMA)
+    real_read = Path.read_bytes
+
+    def denied(self):
+        if self.name == "config.json":
+            raise PermissionError(13, "Permission denied")
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # as root, chmod 000 would not stop the test's own reads
+    with pytest.raises(ValueError, match="config.json cannot be read \\(Permission denied\\)"):
+        helpers.build_skeleton(path)
+
+
+def test_an_unknown_rope_type_is_named_not_a_key_error(tmp_path):
+    settings = {**TINY_LLAMA, "rope_parameters": {"rope_type": "banana", "rope_theta": 10_000.0}}
+    with pytest.raises(ValueError, match="transformers cannot build a model from this config.*'banana'"):
+        helpers.build_skeleton(write_config_json(tmp_path, settings))
+
+
+@pytest.mark.parametrize("field", ["max_position_embeddings", "n_positions"])
+def test_positions_are_bounded(tmp_path, field):
+    model_type = "gpt2" if field == "n_positions" else "llama"
+    settings = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 100, "n_inner": 128} \
+        if model_type == "gpt2" else dict(TINY_LLAMA)
+    settings[field] = 10**12  # GPT-2's position table would be 64 trillion parameters
+    with pytest.raises(ValueError, match=f"{field} = 1000000000000 is not plausible"):
+        helpers.build_skeleton(write_config_json(tmp_path, settings))
+
+
+def test_mpt_and_dbrx_spellings_are_the_models_own(tmp_path):
+    """MPT says d_model, n_heads, n_layers: given, not missing. By hand: the embedding 100 × 64 (tied), per block
+    two norms 2 × 64, Wqkv 64 × 192, out_proj 64 × 64, up 64 × 256, down 256 × 64 (no biases); a final norm 64."""
+    mpt = {"model_type": "mpt", "d_model": 64, "n_heads": 4, "n_layers": 2, "vocab_size": 100, "expansion_ratio": 4,
+           "max_seq_len": 32}
+    skeleton = helpers.build_skeleton(write_config_json(tmp_path, mpt))
+    per_block = 2 * 64 + 64 * 192 + 64 * 64 + 64 * 256 + 256 * 64
+    assert sum(p.numel() for p in skeleton.parameters()) == 100 * 64 + 2 * per_block + 64
+
+
+# --- nested configs (Gemma 3 and other multimodal models keep the language model in text_config) ----------
+
+TEXT = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "intermediate_size": 96}
+VISION = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 28,
+          "patch_size": 14}
+
+
+def gemma3(**text_fields) -> dict:
+    text = {key: value for key, value in {**TEXT, **text_fields}.items() if value is not None}
+    return {"model_type": "gemma3", "text_config": text, "vision_config": VISION, "mm_tokens_per_image": 4}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"num_hidden_layers": 1_000_000}, r"\(text_config\): num_hidden_layers = 1000000 is not plausible"),
+    ({"vocab_size": -5}, r"\(text_config\): vocab_size = -5 is not plausible"),
+    ({"intermediate_size": None}, "does not give text_config.intermediate_size, and the parameter count depends on it"),
+], ids=["million-layers", "negative-vocab", "missing-mlp-width"])
+def test_a_nested_text_config_is_checked_like_the_top_level(tmp_path, monkeypatch, fields, message):
+    with pytest.raises(ValueError, match=message):
+        helpers.build_skeleton(write_config_json(tmp_path, gemma3(**fields)))
+
+
+def test_gemma3n_style_per_layer_lists_are_checked_element_by_element(tmp_path):
+    settings = {**TINY_LLAMA, "intermediate_size": [96, 96]}
+    from plumbing.configs import check_shape_values
+
+    check_shape_values(settings, "config.json")  # the real model's format: accepted
+    with pytest.raises(ValueError, match=r"intermediate_size = \[96, -1\] is not plausible"):
+        check_shape_values({**settings, "intermediate_size": [96, -1]}, "config.json")
+
+
+# --- a count that needs a value the config does not give is refused ---------------------------------------
+
+MIXTRAL = {**TINY_LLAMA, "model_type": "mixtral", "num_local_experts": 4}
+
+
+def test_active_parameters_need_the_top_k_the_config_gives(tmp_path):
+    """transformers would fill in num_experts_per_tok = 2; the active count must not rest on that."""
+    skeleton = helpers.build_skeleton(write_config_json(tmp_path, MIXTRAL))  # no num_experts_per_tok
+    with pytest.raises(ValueError, match="no usable num_experts_per_tok"):
+        helpers.active_parameters(skeleton)
+
+
+def test_active_parameters_with_the_top_k_given_equal_a_hand_count(tmp_path):
+    """By hand, per layer: experts hold 3 · 64 · 96 parameters each, so k = 2 of E = 4 leave 2 · 3 · 64 · 96 unused."""
+    skeleton = helpers.build_skeleton(write_config_json(tmp_path, {**MIXTRAL, "num_experts_per_tok": 2}))
+    total = sum(p.numel() for p in skeleton.parameters())
+    unused_per_layer = (4 - 2) * 3 * 64 * 96
+    assert helpers.active_parameters(skeleton) == total - TINY_LLAMA["num_hidden_layers"] * unused_per_layer
