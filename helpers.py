@@ -25,20 +25,28 @@ import pandas as pd
 import torch
 from torch import nn
 
-from plumbing.answers import check_answer  # used in notebooks 01-08
 from plumbing.arguments import check_rank, expect_model, expect_peft_config, expect_shape_pairs, expect_table
-from plumbing.colab import prepare_colab  # used in notebooks 01-08 (the Colab cell)
-from plumbing.configs import FIELDS_GIVEN, build_skeleton, catalog, load_config  # used in notebooks 01-08
-from plumbing.conversion import find_gguf_file, main  # used in notebook 01; `python helpers.py`
-from plumbing.hub import hf_token, hub_is_reachable  # used in notebook 01
-from plumbing.model_cache import DEFAULT_MODEL, offline_model_folder  # used in notebooks 01-08
+from plumbing.configs import experts_per_token
+from plumbing.conversion import ensure_offline_model, main
+from plumbing.hub import load_errors_explained
+from plumbing.model_cache import offline_model_folder
 from plumbing.model_parts import parts_of_parameters
 from plumbing.module_tree import expert_tensors, mixture_of_experts_blocks, moe_roles, router_matrices, weight_shape, \
     weights_outside_the_table
-from plumbing.on_cores import side_by_side  # used in notebooks 03, 07
 from plumbing.peft_agreement import check_peft_can_build, check_peft_keeps_the_targets, check_tags_name_only_table_rows
-from plumbing.peft_on_meta import count_with_peft, counts_with_peft, wrap_skeleton_with_peft  # used in notebooks 03-07
-from plumbing.workarounds import c_output_silenced, quiet_transformers  # used in notebooks 01-08
+from plumbing.peft_on_meta import wrap_skeleton_with_peft
+from plumbing.workarounds import c_output_silenced
+
+# Re-exported for the notebooks, which call them as helpers.<name> (defined in the plumbing module named):
+from plumbing.answers import check_answer  # noqa: E402 - notebooks 01-08 ("Check yourself")
+from plumbing.colab import prepare_colab  # noqa: E402 - notebooks 01-08 (the Colab cell)
+from plumbing.configs import build_skeleton, catalog, load_config  # noqa: E402 - 01-04, 06, 07; 01-04, 06; 02-04, 07
+from plumbing.conversion import find_gguf_file  # noqa: E402 - notebook 01
+from plumbing.hub import hf_token, hub_is_reachable  # noqa: E402 - notebook 01 (and load_model)
+from plumbing.model_cache import DEFAULT_MODEL  # noqa: E402 - notebooks 01-05, 08
+from plumbing.on_cores import side_by_side  # noqa: E402 - notebooks 03, 07
+from plumbing.peft_on_meta import count_with_peft, counts_with_peft  # noqa: E402 - notebooks 03-07; 03
+from plumbing.workarounds import quiet_transformers  # noqa: E402 - notebooks 01-08
 
 
 # ---------------------------------------------------------------------------
@@ -57,8 +65,6 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from plumbing.conversion import ensure_offline_model
-
     quiet_transformers()
     if model_id == DEFAULT_MODEL:
         ensure_offline_model()  # Colab only: converted on first use
@@ -71,30 +77,11 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
         )
     else:
         source, token = model_id, hf_token()
-    with reading_explained(model_id, source):
+    with load_errors_explained(model_id, source):
         tokenizer = AutoTokenizer.from_pretrained(source, token=token)
         model = AutoModelForCausalLM.from_pretrained(source, token=token, dtype=torch.float32)
     model.eval()
     return model, tokenizer
-
-
-@contextlib.contextmanager
-def reading_explained(model_id: str, source: str):
-    """Turn a failed read into one message: a damaged offline cache, or a hub id that cannot be loaded."""
-    try:
-        yield
-    except Exception as error:  # a damaged file can fail in the JSON, safetensors or tokenizers library
-        if model_id == DEFAULT_MODEL:
-            raise ValueError(
-                f"The offline model in {source} could not be read ({type(error).__name__}): it is damaged. "
-                "Repair it with `make setup` (or `python helpers.py`), which converts it again."
-            ) from None
-        if not isinstance(error, OSError):
-            raise
-        raise ValueError(
-            f"Could not load {model_id!r} ({type(error).__name__}). Check the id; for gated models, "
-            "accept the licence on the model's Hub page and put HF_TOKEN in .env."
-        ) from None
 
 
 def chat(model: nn.Module, tokenizer, question: str, max_new_tokens: int = 40) -> str:
@@ -112,7 +99,10 @@ def chat(model: nn.Module, tokenizer, question: str, max_new_tokens: int = 40) -
 
 
 def parameters_by_part(model: nn.Module) -> pd.DataFrame:
-    """Parameters per part of the model (embeddings, attention, MLP, norms, LM head, other), with shares. Used in notebooks 01, 02, 07."""
+    """Parameters per part of the model (embeddings, attention, MLP, norms, LM head, other), with shares.
+
+    Used in notebooks 01, 02, 07.
+    """
     parts = parts_of_parameters(model)
     rows = [{"part": parts[name], "params": p.numel()} for name, p in model.named_parameters()]
     table = pd.DataFrame(rows).groupby("part", sort=False)["params"].sum().to_frame()
@@ -121,7 +111,10 @@ def parameters_by_part(model: nn.Module) -> pd.DataFrame:
 
 
 def with_commas(table: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``table`` whose whole-number columns read 1,235,814,400 (easier on a projector). Used in notebooks 01, 02, 03, 04, 06, 07, 08."""
+    """A copy of ``table`` whose whole-number columns read 1,235,814,400 (easier on a projector).
+
+    Used in notebooks 01, 02, 03, 04, 06, 07, 08.
+    """
     shown = table.copy()
     for column in shown.columns:
         if pd.api.types.is_integer_dtype(shown[column]):
@@ -129,13 +122,16 @@ def with_commas(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-
 # ---------------------------------------------------------------------------
 # Notebook 02 · every linear layer, and LoRA's r·(m + n)
 # ---------------------------------------------------------------------------
 
+
 def linear_modules(model: nn.Module, include_lm_head: bool = False):
-    """Yield ``(name, module, (m, n))`` for every linear-like layer; the LM head only if asked. Used in notebooks 02."""
+    """Yield ``(name, module, (m, n))`` for every linear-like layer; the LM head only if asked.
+
+    Used in notebook 02.
+    """
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     for name, module in model.named_modules():
         shape = weight_shape(module)
@@ -192,7 +188,7 @@ def shape_fields(config) -> dict[str, int]:
     ``head_dim``; Falcon has ``ffn_hidden_size`` and ``multi_query`` (one key/value head);
     a missing ``head_dim`` is ``hidden_size / num_attention_heads``.
 
-    Used in notebooks 02.
+    Used in notebook 02.
     """
     hidden = config.hidden_size
     heads = config.num_attention_heads
@@ -222,7 +218,7 @@ def fused_and_renamed_shapes(fields: dict[str, int]) -> dict[str, list[tuple[int
     ``query_key_value``, ``dense`` (o) and ``dense_h_to_4h`` / ``dense_4h_to_h``; GPT-2 has ``c_attn``
     (q, k, v), ``c_fc`` (up) and ``c_proj``, a name it uses for o *and* for down, hence two shapes.
 
-    Used in notebooks 02.
+    Used in notebook 02.
     """
     d = fields["hidden_size"]
     q_out = fields["num_attention_heads"] * fields["head_dim"]
@@ -259,7 +255,7 @@ def attention_targets(table: pd.DataFrame) -> list[str]:
 
 
 def lora_trainables(dims: Iterable[tuple[int, int]], rank: int) -> int:
-    """Σ rank·(m + n) over ``(m, n)`` weight shapes: the weights LoRA trains. Used in notebooks 02."""
+    """Σ rank·(m + n) over ``(m, n)`` weight shapes: the weights LoRA trains. Used in notebook 02."""
     dims = expect_shape_pairs(dims, "lora_trainables")
     rank = check_rank(rank)
     total = 0
@@ -318,8 +314,12 @@ PART_COLORS = {"embeddings": "#4C72B0", "attention": "#DD8452", "MLP": "#55A868"
 
 PART_HATCHES = {"embeddings": "", "attention": "//", "MLP": "", "norms": "..", "LM head": "xx"}  # tell the parts apart in greyscale
 
+
 def plot_shares(shares: pd.DataFrame, title: str):
-    """Stacked horizontal bars: one bar per row of ``shares`` (percentages per part), labelled. Used in notebooks 02."""
+    """Stacked horizontal bars: one bar per row of ``shares`` (percentages per part), labelled.
+
+    Used in notebook 02.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 0.8 + 0.8 * len(shares)))
@@ -342,10 +342,10 @@ def plot_shares(shares: pd.DataFrame, title: str):
     return fig
 
 
-
 # ---------------------------------------------------------------------------
 # Notebook 03 · rank, targets, and PEFT's own count
 # ---------------------------------------------------------------------------
+
 
 def peft_targets(tags: Iterable[str]) -> dict[str, list[str]]:
     """The LoraConfig arguments for these table tags: module tags go to ``target_modules``, parameter tags
@@ -360,7 +360,10 @@ def peft_targets(tags: Iterable[str]) -> dict[str, list[str]]:
 
 
 def linear_bias_params(model: nn.Module, tags: Iterable[str] | None = None) -> int:
-    """Bias parameters of the linear layers (only those whose tag is in ``tags``, if given); LM head excluded. Used in notebooks 03, 04."""
+    """Bias parameters of the linear layers (only those whose tag is in ``tags``, if given); LM head excluded.
+
+    Used in notebooks 03, 04.
+    """
     total = 0
     for name, module, _shape in linear_modules(model):
         if module.bias is not None and (tags is None or name.rsplit(".", 1)[-1] in tags):
@@ -374,7 +377,7 @@ def lora_calculator(model_id: str = "meta-llama/Llama-3.2-1B-Instruct", rank: in
     Prints the answer for the starting values first, so a printed or tested copy
     of the notebook still shows one; then shows the widgets (``plumbing.widgets``).
 
-    Used in notebooks 03.
+    Used in notebook 03.
     """
     from plumbing.widgets import calculator
 
@@ -398,7 +401,6 @@ def lora_calculator(model_id: str = "meta-llama/Llama-3.2-1B-Instruct", rank: in
     calculator(catalog(), model_id, ranks, rank, tuple(targets), describe, tags_of)
 
 
-
 # ---------------------------------------------------------------------------
 # Notebook 06 · memory, measured
 # ---------------------------------------------------------------------------
@@ -414,7 +416,7 @@ def peak_memory_by_phase(phases: dict[str, Callable[[], object]]) -> dict[str, i
     The allocations come from the profiler's raw event list (``profiler.profiler.kineto_results``),
     the data PyTorch's own memory timeline is drawn from.
 
-    Used in notebooks 06.
+    Used in notebook 06.
     """
     from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -443,7 +445,10 @@ def peak_memory_by_phase(phases: dict[str, Callable[[], object]]) -> dict[str, i
 
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of every tensor an optimizer keeps between steps (AdamW: m, v and a step counter per parameter tensor). Used in notebooks 06."""
+    """Bytes of every tensor an optimizer keeps between steps (AdamW: m, v and a step counter per parameter tensor).
+
+    Used in notebook 06.
+    """
     total = 0
     for state in optimizer.state.values():
         for value in state.values():
@@ -476,32 +481,17 @@ def saved_activations(model: nn.Module):
         yield kept
 
 
-
 # ---------------------------------------------------------------------------
 # Notebook 07 · mixtures of experts
 # ---------------------------------------------------------------------------
 
+
 def is_parameter_tag(tag: str) -> bool:
-    """True for a tag that names a parameter (``experts.gate_up_proj``, ``gate.weight``), not a module (``q_proj``). Used in notebooks 07."""
+    """True for a tag that names a parameter (``experts.gate_up_proj``, ``gate.weight``), not a module (``q_proj``).
+
+    Used in notebook 07.
+    """
     return "." in tag
-
-
-def experts_per_token(model: nn.Module) -> int:
-    """How many routed experts each token uses (top-k), read from the model's config; never a default
-    (a config file that leaves it out is refused, as ``plumbing.configs.FIELDS_GIVEN`` knows)."""
-    config = getattr(model, "config", None)
-    config = getattr(config, "text_config", None) or config  # multimodal configs keep it in their text part
-    top_k = getattr(config, "num_experts_per_tok", None)
-    given = FIELDS_GIVEN.get(id(config))
-    aliases = {"num_experts_per_tok", *(k for k, v in (getattr(config, "attribute_map", None) or {}).items() if v == "num_experts_per_tok")}
-    if given is not None and not aliases & given:
-        top_k = None  # transformers' default, not the model's
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k <= 0:
-        raise ValueError(
-            "This model's config has no usable num_experts_per_tok (the top-k of its router), so the active "
-            "parameters cannot be counted exactly. Set it in the config (e.g. 2 for Mixtral, 8 for Qwen3-30B-A3B)."
-        )
-    return top_k
 
 
 def active_parameters(model: nn.Module, count_input_embeddings: bool = True, count_output_embeddings: bool = True) -> int:
@@ -513,7 +503,7 @@ def active_parameters(model: nn.Module, count_input_embeddings: bool = True, cou
     unembedding, a matrix multiplication) but not the input embedding (a table lookup). A tied
     matrix counts if either switch is on. A dense model's active parameters are all of them.
 
-    Used in notebooks 07.
+    Used in notebook 07.
     """
     expect_model(model, "active_parameters")
     experts_of = {name: experts for name, _block, experts in mixture_of_experts_blocks(model)}
@@ -547,7 +537,7 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     a ValueError. PEFT's own ``get_nb_trainable_parameters`` is checked to equal the column's sum.
     ``table.attrs`` keeps the ``rank_pattern`` PEFT ended with and the pattern warnings it gave about it.
 
-    Used in notebooks 07.
+    Used in notebook 07.
     """
     expect_peft_config(lora_config, "what_peft_adapts")
     from peft.tuners.lora import LoraLayer

@@ -16,6 +16,7 @@ def as_plain_value(value):
         return np.asarray(value)
     return value
 
+
 def answers_match(answer, expected) -> bool:
     """Equal values; for arrays, tensors and Series: equal shapes and equal elements."""
     import numpy as np
@@ -30,11 +31,13 @@ def answers_match(answer, expected) -> bool:
     except (TypeError, ValueError):
         return False
 
+
 class NotYet(AssertionError):
     """A missing or wrong exercise answer. JupyterLab and Colab (IPython) show only its message, no traceback."""
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[1;31m{self}\x1b[0m"]  # IPython prints these lines instead of the traceback
+
 
 def as_number(value):
     """A Python number for NumPy and PyTorch scalars (so they print and compare as numbers), else the value itself."""
@@ -47,12 +50,14 @@ def as_number(value):
         return int(value)
     return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
 
+
 def shown(value) -> str:
     """A value as the exercise messages print it: whole numbers with thousands separators."""
     value = as_number(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return f"{value:,.6g}" if isinstance(value, float) else repr(value)
+
 
 def what_went_wrong(answer, expected, mistakes: dict | None = None) -> str:
     """A diagnosis of a wrong answer that does not give the expected value away ("" if there is none to give)."""
@@ -73,6 +78,7 @@ def what_went_wrong(answer, expected, mistakes: dict | None = None) -> str:
     if answer and expected == 2 * answer:
         return "half the expected value: is a factor of 2 missing?"
     return "too high" if answer > expected else "too low"
+
 
 def check_answer(answer, expected, hint: str, mistakes: dict | None = None) -> None:
     """Self-check for the exercises: a tick, or one short message with a diagnosis and the hint.

@@ -56,6 +56,7 @@ def expect_shape_pairs(dims, function: str) -> list[tuple[int, int]]:
 MAX_RANK = 65_536
 """Larger than any layer dimension of the models the series discusses: a higher rank is a typo."""
 
+
 def check_rank(rank) -> int:
     """Return ``rank`` as an int if it is a whole number from 1 to MAX_RANK, else raise a clear ValueError.
 

@@ -32,6 +32,7 @@ def pinned(names: list[str]) -> list[str]:
             pins[name.lower().replace("_", "-")] = f"{name}=={version}"
     return [pins[name.lower().replace("_", "-")] for name in names]
 
+
 def pip_install(requirements: list[str], what: str, seconds: int, *options: str) -> None:
     """Install with pip, keeping the runtime's own torch; one status line before and one after."""
     from importlib.metadata import PackageNotFoundError, version
@@ -45,6 +46,7 @@ def pip_install(requirements: list[str], what: str, seconds: int, *options: str)
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *options, *requirements]
     subprocess.run(command + ([] if "--no-deps" in options else keep_torch), check=True)
     print(f"  done in {time.perf_counter() - started:.0f} s.", flush=True)
+
 
 def prepare_colab() -> None:
     """What the first cell of every notebook runs in Colab: the packages the course needs, at its versions.

@@ -202,3 +202,22 @@ def build_skeleton(source) -> nn.Module:
             FIELDS_GIVEN[id(built)] = FIELDS_GIVEN[id(original)]  # from_config may copy the config
             weakref.finalize(built, FIELDS_GIVEN.pop, id(built), None)
     return model
+
+
+def experts_per_token(model: nn.Module) -> int:
+    """How many routed experts each token uses (top-k), read from the model's config (helpers.active_parameters);
+    never a default: a config file that leaves it out is refused (FIELDS_GIVEN knows)."""
+    config = getattr(model, "config", None)
+    config = getattr(config, "text_config", None) or config  # multimodal configs keep it in their text part
+    top_k = getattr(config, "num_experts_per_tok", None)
+    given = FIELDS_GIVEN.get(id(config))
+    attribute_map = getattr(config, "attribute_map", None) or {}
+    aliases = {"num_experts_per_tok", *(alias for alias, field in attribute_map.items() if field == "num_experts_per_tok")}
+    if given is not None and not aliases & given:
+        top_k = None  # transformers' default, not the model's
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k <= 0:
+        raise ValueError(
+            "This model's config has no usable num_experts_per_tok (the top-k of its router), so the active "
+            "parameters cannot be counted exactly. Set it in the config (e.g. 2 for Mixtral, 8 for Qwen3-30B-A3B)."
+        )
+    return top_k

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
 import threading
 from pathlib import Path
 
-from plumbing.model_cache import REPO_DIR
+from plumbing.model_cache import DEFAULT_MODEL, REPO_DIR
 
 HUB_HOST = "huggingface.co"
 ENCODINGS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16", b"\xef\xbb\xbf": "utf-8-sig"}
@@ -66,3 +67,22 @@ def hub_is_reachable(timeout: float = 2.0) -> bool:
     worker.start()
     worker.join(timeout)
     return bool(answered)
+
+
+@contextlib.contextmanager
+def load_errors_explained(model_id: str, source: str):
+    """Turn a failed read into one message: a damaged offline cache, or a hub id that cannot be loaded."""
+    try:
+        yield
+    except Exception as error:  # a damaged file can fail in the JSON, safetensors or tokenizers library
+        if model_id == DEFAULT_MODEL:
+            raise ValueError(
+                f"The offline model in {source} could not be read ({type(error).__name__}): it is damaged. "
+                "Repair it with `make setup` (or `python helpers.py`), which converts it again."
+            ) from None
+        if not isinstance(error, OSError):
+            raise
+        raise ValueError(
+            f"Could not load {model_id!r} ({type(error).__name__}). Check the id; for gated models, "
+            "accept the licence on the model's Hub page and put HF_TOKEN in .env."
+        ) from None

@@ -17,9 +17,11 @@ ATTENTION_WORDS = ("attention", "attn", "mixer", "recurrent", "ssm", "mamba", "l
 MLP_WORDS = ("mlp", "feedforward", "feed_forward", "ffn", "expert", "moe", "intermediate", "fc1", "fc2", "c_fc",
              "dense_h_to_4h", "dense_4h_to_h")
 
+
 MLP_CLASS_WORDS = (*MLP_WORDS, "output")  # BERT-style models call the MLP's second layer BertOutput
 
 HEAD_CLASS_WORDS = ("predictionhead", "lmhead")  # BERT-style LM heads have a transform layer before the output
+
 
 def part_of_model(parameter_name: str) -> str:
     """Which part of a decoder-only transformer a parameter belongs to, from its name alone (a fallback)."""
@@ -36,10 +38,12 @@ def part_of_model(parameter_name: str) -> str:
         return "MLP"
     return "other"
 
+
 def family_prefix(model: nn.Module) -> str:
     """The model family's class-name prefix: ``GptOss`` for ``GptOssForCausalLM``, ``Llama`` for ``LlamaModel``."""
     name = type(model).__name__
     return name.split("For", 1)[0] if "For" in name else name.removesuffix("Model")
+
 
 def part_of_module(module: nn.Module, ancestors: list[nn.Module], lm_head, family: str = "") -> str | None:
     """The part a module's own parameters belong to, from the module's class and its ancestors' classes.
@@ -64,6 +68,7 @@ def part_of_module(module: nn.Module, ancestors: list[nn.Module], lm_head, famil
         if any(word in class_words(m) for m in inside_layers for word in words):
             return part
     return None
+
 
 def parts_of_parameters(model: nn.Module) -> dict[str, str]:
     """Part of the model (embeddings, attention, MLP, norms, LM head, other) of every parameter, by name.

@@ -23,9 +23,11 @@ def weight_shape(module: nn.Module) -> tuple[int, int] | None:
         return module.nf, module.weight.shape[0]
     return None
 
+
 def is_convolution(module: nn.Module) -> bool:
     """True for PyTorch's convolution layers (their weights are 3-D or more, but they are not experts)."""
     return isinstance(module, nn.modules.conv._ConvNd)
+
 
 def is_expert_stack(module: nn.Module) -> bool:
     """True for a module that stores experts as 3-D weights (E, ·, ·): its class says "Experts"
@@ -35,9 +37,11 @@ def is_expert_stack(module: nn.Module) -> bool:
         return False
     return any(p.dim() == 3 for p in module.parameters(recurse=False))
 
+
 def is_routed_expert_stack(module: nn.Module) -> bool:
     """An expert stack the router chooses from (not a stack of shared experts, which every token uses)."""
     return is_expert_stack(module) and "shared" not in type(module).__name__.lower()
+
 
 def expert_tensors(model: nn.Module):
     """Yield ``(name, tag, (E, m, n))`` for every 3-D expert weight of a mixture-of-experts model.
@@ -59,6 +63,7 @@ def expert_tensors(model: nn.Module):
             tag = f"{module_name.rsplit('.', 1)[-1]}.{parameter_name}"
             yield f"{module_name}.{parameter_name}", tag, (experts, m, n)
 
+
 def mixture_of_experts_blocks(model: nn.Module):
     """Yield ``(block_name, block, E)`` for every mixture-of-experts block: the parent of a routed expert
     stack, which also holds the router and, in some families, shared experts."""
@@ -73,14 +78,17 @@ def mixture_of_experts_blocks(model: nn.Module):
             experts = next(p for p in module.parameters(recurse=False) if p.dim() == 3).shape[0]
             yield block_name, modules[block_name], experts
 
+
 def is_mixture_of_experts(model: nn.Module) -> bool:
     """True when the model has at least one block of routed experts."""
     return any(True for _ in mixture_of_experts_blocks(model))
+
 
 def is_router(module: nn.Module, experts: int) -> bool:
     """True for a module whose weight matrices all have one row per expert (E rows): the router."""
     matrices = [p for p in module.parameters() if p.dim() == 2]
     return bool(matrices) and all(p.shape[0] == experts for p in matrices)
+
 
 def moe_roles(model: nn.Module) -> dict[str, str]:
     """Role of every parameter inside a mixture-of-experts block: "routed experts", "router" or "shared experts".
@@ -102,6 +110,7 @@ def moe_roles(model: nn.Module) -> dict[str, str]:
                 roles[f"{block_name}.{child_name}.{parameter_name}"] = role
     return roles
 
+
 def router_matrices(model: nn.Module):
     """Yield ``(name, tag, (m, n))`` for the raw 2-D router weights (``gate.weight``, ``router.weight``).
 
@@ -115,6 +124,7 @@ def router_matrices(model: nn.Module):
         module = modules[module_name]
         if role == "router" and parameter_name == "weight" and weight_shape(module) is None:
             yield name, f"{module_name.rsplit('.', 1)[-1]}.weight", tuple(module.weight.shape)
+
 
 def weights_outside_the_table(model: nn.Module) -> list[tuple[str, torch.Size]]:
     """Parameters with 2 or more dimensions that are not the weight of a linear layer, an embedding or a norm.

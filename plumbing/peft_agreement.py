@@ -19,6 +19,7 @@ PEFT_REFUSED_MODEL_TYPES = {"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nem
 
 PEFT_REFUSED_TAGS = {"out_proj", "conv1d"}
 
+
 def check_tags_name_only_table_rows(model: nn.Module, rows: pd.DataFrame) -> None:
     """Raise a ValueError if a tag also names a module that is not one of ``rows`` (a non-linear module, the LM head).
 
@@ -35,6 +36,7 @@ def check_tags_name_only_table_rows(model: nn.Module, rows: pd.DataFrame) -> Non
             f"The name {tag!r} also belongs to {name}, {what}: PEFT, matching target_modules by name, would adapt "
             "it too or refuse it. Give full module names (or a regular expression) that reach only the layers you mean."
         )
+
 
 def check_peft_keeps_the_targets(model: nn.Module, targets: list[str]) -> None:
     """Raise a ValueError if PEFT would rewrite these targets for this model (its transformers-5 conversion).

@@ -21,6 +21,7 @@ from plumbing.workarounds import linear_initialisation_skipped, peft_added_patte
 PEFT_COUNTS: dict[tuple[str, str], tuple[int, int]] = {}
 """PEFT's counts already computed in this process, per catalog model and LoraConfig (see count_with_peft)."""
 
+
 def peft_skeleton(source, lora_config, dropped_warnings: list[str] | None = None) -> nn.Module:
     """``get_peft_model`` on a fresh meta-device skeleton of ``source``: every shape, no memory.
 
@@ -30,6 +31,7 @@ def peft_skeleton(source, lora_config, dropped_warnings: list[str] | None = None
     dropped (appended to ``dropped_warnings`` when a list is given).
     """
     return wrap_skeleton_with_peft(build_skeleton(source), lora_config, dropped_warnings)
+
 
 def wrap_skeleton_with_peft(skeleton: nn.Module, lora_config, dropped_warnings: list[str] | None = None) -> nn.Module:
     """The work of :func:`peft_skeleton` on a skeleton already built (which PEFT then changes in place)."""
@@ -42,6 +44,7 @@ def wrap_skeleton_with_peft(skeleton: nn.Module, lora_config, dropped_warnings: 
     with torch.device("meta"), peft_added_pattern_warnings_silenced(config, dropped_warnings), linear_initialisation_skipped(), \
             collector_paused():
         return get_peft_model(skeleton, config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)  # no values to cast
+
 
 def count_with_peft(source, lora_config) -> tuple[int, int]:
     """PEFT's own ``(trainable, all)`` counts for ``lora_config`` on a fresh skeleton of ``source``.
@@ -60,6 +63,7 @@ def count_with_peft(source, lora_config) -> tuple[int, int]:
         PEFT_COUNTS[key] = counts
     return counts
 
+
 def counts_with_peft(questions: Iterable[tuple[object, object]]) -> list[tuple[int, int]]:
     """:func:`count_with_peft` for each ``(source, lora_config)`` pair, the pairs side by side on the CPU cores.
 
@@ -72,6 +76,7 @@ def counts_with_peft(questions: Iterable[tuple[object, object]]) -> list[tuple[i
         if key is not None:
             PEFT_COUNTS[key] = counts
     return answers
+
 
 def peft_count_key(source, lora_config) -> tuple[str, str] | None:
     """(catalog name, the config as canonical JSON): equal configs give equal keys, whatever order their sets are in."""

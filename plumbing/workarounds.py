@@ -22,6 +22,8 @@ WORKAROUNDS = {
                                        "when PEFT stops calling transformers' renamed is_gradient_checkpointing"),
     "GGUF progress bar": ("transformers", "5.23.0", "plumbing.workarounds.no_conversion_progress_bar",
                           "when transformers' GGUF loader honours disable_progress_bar()"),
+    "GGUF parsed once": ("transformers", "5.23.0", "plumbing.workarounds.gguf_parsed_once",
+                         "when transformers reads a GGUF file once per load and builds gguf's tensor-name map once"),
     "GGUF padding token": ("transformers", "5.15.0", "plumbing.workarounds.fill_missing_pad_token",
                            "when Colab's transformers (5.15 in ../shared/colab) reads tokenizer.ggml.padding_token_id, as 5.23 does"),
     "meta-device initialisation": ("torch", "2.13.0+cpu", "plumbing.workarounds.linear_initialisation_skipped",
@@ -65,6 +67,35 @@ def no_conversion_progress_bar():
         yield
     finally:
         gguf_loading.tqdm = original
+
+
+@contextlib.contextmanager
+def gguf_parsed_once():
+    """Parse each GGUF file once, and build gguf's tensor-name map once, while the block runs.
+
+    transformers 5.23 (with gguf 0.19.0) parses the whole file three times when it loads one
+    model (tokenizer, config, weights: each pass walks the 49,152-token vocabulary field by field)
+    and rebuilds the tensor-name map for each of the model's 397 modules. The reader only reads
+    (a memory map) and the map is only looked up, so sharing them changes no value.
+    """
+    import functools
+
+    import gguf
+
+    original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers = {}
+
+    def shared_reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original_reader(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = shared_reader, functools.cache(original_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
 
 
 def fill_missing_pad_token(tokenizer, gguf_path: Path) -> None:

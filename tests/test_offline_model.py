@@ -450,3 +450,32 @@ def test_a_resolver_that_swallows_queries_does_not_outlast_the_timeout(monkeypat
     assert helpers.hub_is_reachable(timeout=0.2) is False
     assert not release.is_set()  # it answered while the lookup was still blocked
     release.set()
+
+
+def test_setup_names_a_permission_problem_instead_of_converting(empty_cache, tiny_conversion, monkeypatch):
+    calls, folder = provisioned_tiny_cache(tiny_conversion)
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path).endswith(".safetensors") else real_access(path, mode))
+    with pytest.raises(ValueError, match="model.safetensors cannot be read \\(permission denied: ask its owner"):
+        conversion.provision_model(verbose=False)
+    assert calls == [conversion.GGUF_FILE], "no second conversion"
+
+
+def test_the_gguf_file_is_parsed_once_per_conversion(monkeypatch):
+    """transformers 5.23 would parse it three times (tokenizer, config, weights); plumbing.workarounds shares one reader."""
+    import gguf
+
+    parsed = []
+    real_reader = gguf.GGUFReader
+
+    def counting_reader(path, *args, **kwargs):
+        parsed.append(str(path))
+        return real_reader(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting_reader)
+    model, tokenizer = conversion.dequantise_gguf(helpers.find_gguf_file())
+    assert parsed == [str(helpers.find_gguf_file())]
+    assert sum(p.numel() for p in model.parameters()) == 134_515_008  # the design guide's count (§4)
+    assert gguf.GGUFReader is counting_reader, "the library is left as it was"

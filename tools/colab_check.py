@@ -13,7 +13,7 @@
   (gradio, gradio_client and diffusers are installed as in Colab, since they need huggingface_hub < 2.0).
   Reports the time until the notebook is ready.
 
-The model cache is shared after the first conversion (a real Colab runtime converts again: about 35 s).
+The model cache is shared after the first conversion (a real Colab runtime converts again: about 20 s).
 """
 
 from __future__ import annotations
