@@ -1,10 +1,9 @@
-"""Bad arguments to the counting and checking helpers get one clear ValueError that names the fix (configs: test_config_faults.py)."""
+"""Bad arguments to the counting helpers get one clear ValueError that names the fix; `python helpers.py` and the import rule (configs: test_config_faults.py)."""
 
-import numpy as np
 import pytest
 
 import helpers
-from plumbing import answers, conversion, peft_on_meta, workarounds
+from plumbing import conversion
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +48,6 @@ def test_load_model_other_than_default_offline(no_network):
         helpers.load_model("meta-llama/Llama-3.2-1B-Instruct")
 
 
-def test_check_answer_gives_the_hint():
-    with pytest.raises(AssertionError, match="Hint: think again"):
-        helpers.check_answer(3, 4, hint="think again")
-    with pytest.raises(AssertionError, match="No answer yet"):
-        helpers.check_answer(None, 4, hint="think again")
-
-
-def test_check_answer_ticks_a_right_answer(capsys):
-    helpers.check_answer(1_235_814_400, 1_235_814_400, hint="unused")
-    assert capsys.readouterr().out == "✓ Correct: 1,235,814,400\n"
-
-
 def test_a_bad_call_leaves_the_helpers_working(llama):
     with pytest.raises(ValueError):
         helpers.lora_count(llama, ["nope"], 8)
@@ -93,82 +80,6 @@ def test_targets_none_is_a_clear_error(llama):
 def test_targets_that_are_not_a_list(llama):
     with pytest.raises(ValueError, match="list of module names"):
         helpers.lora_count(llama, 42, 8)
-
-
-def test_check_answer_compares_arrays_series_and_tensors(capsys):
-    import numpy as np
-    import pandas as pd
-    import torch
-
-    helpers.check_answer(np.array([1, 2]), torch.tensor([1, 2]), hint="-")
-    helpers.check_answer(pd.Series([3, 4]), [3, 4], hint="-")
-    with pytest.raises(AssertionError, match="Not quite"):
-        helpers.check_answer(np.array([1, 2]), np.array([1, 3]), hint="-")
-    with pytest.raises(AssertionError, match="Not quite"):
-        helpers.check_answer(np.array([1, 2]), np.array([1, 2, 3]), hint="-")
-
-
-def test_peft_counts_are_reused_only_for_the_same_catalog_model_and_config():
-    from peft import LoraConfig
-
-    peft_on_meta.PEFT_COUNTS.clear()
-    first = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=4, target_modules=["q_proj"]))
-    assert len(peft_on_meta.PEFT_COUNTS) == 1
-    again = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=4, target_modules=["q_proj"]))
-    other = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", LoraConfig(r=8, target_modules=["q_proj"]))
-    assert again == first and len(peft_on_meta.PEFT_COUNTS) == 2
-    assert other[0] == 2 * first[0] == 2 * 30 * 4 * (576 + 576)  # 30 layers of q_proj 576 × 576, by hand
-
-
-def test_many_peft_counts_side_by_side_equal_one_at_a_time_and_are_remembered():
-    from peft import LoraConfig
-
-    peft_on_meta.PEFT_COUNTS.clear()
-    smol = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    questions = [(smol, LoraConfig(r=rank, target_modules=["q_proj", "v_proj"])) for rank in (1, 2, 3)]
-    answers = helpers.counts_with_peft(questions)
-    # by hand: 30 layers, q_proj 576 -> 576 and v_proj 576 -> 192 (3 key/value heads of 64)
-    assert [trainable for trainable, _ in answers] == [30 * rank * ((576 + 576) + (576 + 192)) for rank in (1, 2, 3)]
-    assert len(peft_on_meta.PEFT_COUNTS) == 3, "the parent remembers what the workers computed"
-    reordered = LoraConfig(r=2, target_modules=["v_proj", "q_proj"])  # the same set of targets, another order
-    assert helpers.count_with_peft(smol, reordered) == answers[1] and len(peft_on_meta.PEFT_COUNTS) == 3
-
-
-def test_initialisation_is_restored_after_counting():
-    from torch import nn
-
-    original = nn.Linear.reset_parameters
-    with workarounds.linear_initialisation_skipped():
-        assert nn.Linear.reset_parameters is not original
-    assert nn.Linear.reset_parameters is original
-
-
-def test_a_wrong_answer_is_one_short_message_with_a_diagnosis():
-    def message(answer, expected, **options) -> str:
-        with pytest.raises(answers.NotYet) as caught:
-            helpers.check_answer(answer, expected, hint="the hint", **options)
-        lines = caught.value._render_traceback_()  # what JupyterLab and Colab show instead of a traceback
-        assert len(lines) == 1 and "the hint" in lines[0]
-        return str(caught.value)
-
-    assert "you have 1,234,567 (too high)" in message(1_234_567, 1_000)
-    assert "(too low)" in message(np.int64(7), 1_000)
-    assert "whole number is expected" in message(2.5, 4)
-    assert "twice the expected value" in message(8, 4) and "half the expected value" in message(2, 4)
-    assert "that is r·m·n" in message(6, 5, mistakes={6: "that is r·m·n"})
-    assert "a number is expected, not str" in message("12", 12)
-    assert "True or False is expected" in message(1, True)
-    assert "(" not in message(False, True)  # a wrong guess between two options gets no diagnosis that gives it away
-
-
-def test_count_with_peft_works_for_another_peft_method_ia3():
-    from peft import IA3Config
-
-    config = IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"])
-    trainable, everything = helpers.count_with_peft("HuggingFaceTB/SmolLM2-135M-Instruct", config)
-    # by hand: IA3 learns one scale per output of k_proj and v_proj (192 each) and per input of down_proj (1536), 30 layers
-    assert trainable == 30 * (192 + 192 + 1536)
-    assert everything == 134_515_008 + trainable
 
 
 @pytest.mark.parametrize("arguments, status", [(["--help"], 0), (["-h"], 0), (["--chek-package"], 2), (["extra", "words"], 2)])
