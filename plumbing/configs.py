@@ -117,6 +117,12 @@ def read_config_file(path: Path):
         raise ValueError(f"{name} has no 'model_type' field, so the architecture is unknown. "
                          "Add it (e.g. \"model_type\": \"llama\") or use the model's original config.json.")
     model_type = settings.pop("model_type")
+    if isinstance(model_type, str) and model_type not in CONFIG_MAPPING and isinstance(settings.get("auto_map"), dict):
+        raise ValueError(
+            f"{name} has model_type {model_type!r} with an auto_map: the model is defined by Python code on its Hub "
+            "page (trust_remote_code), which the course never runs. If its architecture is one transformers knows "
+            "under another name (Kimi-K2's is deepseek_v3), count a copy of the config with that model_type."
+        )
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise ValueError(f"{name} has model_type {model_type!r}, which this transformers version "
                          "does not know. Check the spelling (one name, in quotes), or upgrade transformers.")

@@ -279,3 +279,12 @@ def test_largest_real_models_still_pass_the_bounds(tmp_path):
     d, layers, ff, kv = 16_384, 126, 53_248, 8 * 128
     per_layer = 2 * d * d + 2 * d * kv + 3 * d * ff + 2 * d  # q, o; k, v; gate, up, down; two norms
     assert sum(p.numel() for p in skeleton.parameters()) == 2 * 128_256 * d + layers * per_layer + d  # untied head
+
+
+def test_a_custom_code_model_says_it_needs_its_own_code_not_a_spelling_fix(tmp_path):
+    """Kimi-K2 and InternLM2.5 ship their modeling code on the Hub (auto_map, trust_remote_code); issue 21."""
+    settings = {**TINY_LLAMA, "model_type": "kimi_k2",
+                "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV3Config",
+                             "AutoModelForCausalLM": "modeling_deepseek.DeepseekV3ForCausalLM"}}
+    with pytest.raises(ValueError, match="defined by Python code on its Hub page .*trust_remote_code.*deepseek_v3"):
+        helpers.build_skeleton(write_config_json(tmp_path, settings))
