@@ -33,8 +33,9 @@ from plumbing.model_cache import offline_model_folder
 from plumbing.model_parts import parts_of_parameters
 from plumbing.module_tree import expert_tensors, mixture_of_experts_blocks, moe_roles, router_matrices, weight_shape, \
     weights_outside_the_table
-from plumbing.peft_agreement import check_peft_can_build, check_peft_keeps_the_targets, check_tags_name_only_table_rows
-from plumbing.peft_on_meta import wrap_skeleton_with_peft
+from plumbing.peft_agreement import LANGUAGE_MODEL_ALONE, check_peft_can_build, check_tags_name_only_table_rows, \
+    describe_rewrite, peft_rewrite_of_targets, tags_peft_cannot_target, tower_rows_note
+from plumbing.peft_on_meta import adapters_by_weight, wrap_skeleton_with_peft
 from plumbing.workarounds import c_output_silenced
 
 # Re-exported for the notebooks, which call them as helpers.<name> (defined in the plumbing module named):
@@ -178,7 +179,9 @@ def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.Da
     table = pd.DataFrame(rows, columns=["name", "tag", "experts", "m", "n", "params", "part"])
     order = {name: index for index, name in enumerate(n for n, _ in model.named_parameters())}
     position = table["name"].map(lambda name: order.get(name, order.get(f"{name}.weight", len(order))))
-    return table.iloc[position.argsort(kind="stable")].reset_index(drop=True)
+    table = table.iloc[position.argsort(kind="stable")].reset_index(drop=True)
+    table.attrs["tags PEFT cannot target"] = tags_peft_cannot_target(model, table)  # read by attention_targets
+    return table
 
 
 def shape_fields(config) -> dict[str, int]:
@@ -241,7 +244,9 @@ def attention_targets(table: pd.DataFrame) -> list[str]:
     """Tags of the attention projections in a :func:`linear_layer_table` (q, k, v, o or their fused forms).
 
     PEFT and :func:`select_targets` match layers by tag, so a tag shared with the MLP
-    (GPT-2's ``c_proj``) selects the MLP layers of that name too.
+    (GPT-2's ``c_proj``) selects the MLP layers of that name too. A tag PEFT would refuse
+    (Mamba's ``out_proj``) or stretch to a module that is not a row (a vision tower's wrapper of the
+    same name) is left out; if that leaves none, a ValueError says why.
 
     Used in notebooks 02, 03, 07.
     """
@@ -251,7 +256,15 @@ def attention_targets(table: pd.DataFrame) -> list[str]:
             "No attention projection was found among this model's linear layers: "
             f"{', '.join(dict.fromkeys(table['tag']))}. Choose the targets by name."
         )
-    return tags
+    cannot = table.attrs.get("tags PEFT cannot target", {})
+    usable = [tag for tag in tags if tag not in cannot]
+    if usable != tags:
+        warnings.warn("; ".join(f"Left out {tag}: {cannot[tag]}" for tag in tags if tag in cannot) + ".", stacklevel=2)
+    if not usable:
+        likewise = f" (likewise {', '.join(tags[1:])})" if len(tags) > 1 else ""
+        fix = LANGUAGE_MODEL_ALONE if " tower" in cannot[tags[0]] else "Choose the targets by full name or a regular expression"
+        raise ValueError(f"PEFT cannot adapt this model's attention projections by tag: {tags[0]}{likewise}: {cannot[tags[0]]}. {fix}.")
+    return usable
 
 
 def lora_trainables(dims: Iterable[tuple[int, int]], rank: int) -> int:
@@ -285,9 +298,7 @@ def select_targets(table: pd.DataFrame, targets: Iterable[str]) -> pd.DataFrame:
         raise ValueError(f"No target modules given. Choose among this model's linear layers: {', '.join(available)}.")
     unknown = [t for t in targets if t not in available]
     if unknown:
-        raise ValueError(
-            f"Unknown target module(s) {unknown}. This model's linear layers are: {', '.join(available)}."
-        )
+        raise ValueError(f"Unknown target module(s) {unknown}. This model's linear layers are: {', '.join(available)}.")
     return table[table["tag"].isin(targets)]
 
 
@@ -296,18 +307,43 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
 
     E is 1 for an ordinary layer; for a 3-D expert tensor PEFT gives each of the E experts its own
     A (rank × n) and B (m × rank). Equal to PEFT with ``LoraConfig(r=rank, **peft_targets(targets))``.
+    Where PEFT rewrites the targets first (its conversion for some mixture-of-experts models), the
+    count is over the layers PEFT then adapts, at the rank it gives each (2·rank on a fused
+    ``gate_up_proj``), read from PEFT on a fresh skeleton and checked against the same formula; a
+    warning says what the rewrite leaves out. Tags that also select layers of a
+    vision or audio tower are warned about too.
 
     Used in notebooks 02, 03, 07.
     """
     expect_model(model, "lora_count")
+    rank = check_rank(rank)
     rows = select_targets(linear_layer_table(model), targets)
     check_tags_name_only_table_rows(model, rows)
-    check_peft_keeps_the_targets(model, sorted(tag for tag in set(rows["tag"]) if not is_parameter_tag(tag)))
     check_peft_can_build(model, set(rows["tag"]))
+    if tower_rows_note(rows):
+        warnings.warn(tower_rows_note(rows), stacklevel=2)
+    rows = rows.assign(rank=rank)
+    rewrite = peft_rewrite_of_targets(model, sorted(tag for tag in set(rows["tag"]) if not is_parameter_tag(tag)))
+    if rewrite:
+        rows = rows_peft_adapts_after_its_rewrite(model, rows, rank, rewrite)
     total = 0
-    for experts, m, n in zip(rows["experts"], rows["m"], rows["n"]):
-        total += int(experts) * lora_trainables([(int(m), int(n))], rank)
+    for experts, m, n, r in zip(rows["experts"], rows["m"], rows["n"], rows["rank"]):
+        total += int(experts) * lora_trainables([(int(m), int(n))], int(r))
     return total
+
+
+def rows_peft_adapts_after_its_rewrite(model: nn.Module, rows: pd.DataFrame, rank: int, rewrite: dict) -> pd.DataFrame:
+    """For :func:`lora_count`: the rows PEFT adapts after its rewrite, at its rank, checked against r·E·(m + n)."""
+    from peft import LoraConfig
+    with warnings.catch_warnings(action="ignore"):  # the skeleton's own notes were given when it was built
+        adapted = what_peft_adapts(model.config, LoraConfig(r=rank, **peft_targets(list(dict.fromkeys(rows["tag"])))))
+    kept = adapted[adapted["peft rank"] > 0].assign(rank=lambda rows: rows["peft rank"])
+    by_formula = [int(e) * int(r) * (int(m) + int(n)) for e, m, n, r in zip(kept["experts"], kept["m"], kept["n"], kept["rank"])]
+    if by_formula != list(kept["peft trainable"]):
+        raise ValueError("PEFT's adapters after its rewrite are not r·E·(m + n) per layer: this count cannot be given exactly.")
+    left_out = adapted[(adapted["peft rank"] == 0) & adapted["tag"].isin(set(rows["tag"]))]
+    warnings.warn(describe_rewrite(model.config.model_type, rewrite, left_out), stacklevel=3)
+    return kept
 
 
 PART_COLORS = {"embeddings": "#4C72B0", "attention": "#DD8452", "MLP": "#55A868", "norms": "#8C8C8C", "LM head": "#7F1D1D"}
@@ -540,23 +576,11 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     Used in notebook 07.
     """
     expect_peft_config(lora_config, "what_peft_adapts")
-    from peft.tuners.lora import LoraLayer
-
     skeleton = build_skeleton(source)
     table = linear_layer_table(skeleton)  # read before PEFT changes the skeleton
     dropped: list[str] = []
     peft_model = wrap_skeleton_with_peft(skeleton, lora_config, dropped)
-    ranks, trainable = {}, {}
-    for name, module in peft_model.named_modules():
-        if not isinstance(module, LoraLayer):
-            continue
-        row = name.removeprefix("base_model.model.").replace(".base_layer", "")
-        if hasattr(module, "parameter_name"):  # PEFT's ParamWrapper adapts one parameter of the module
-            row = f"{row}.{module.parameter_name}"
-        adapter = next(iter(module.r))
-        ranks[row] = module.r[adapter]
-        trainable[row] = sum(p.numel() for p in module.lora_A[adapter].parameters()) + sum(
-            p.numel() for p in module.lora_B[adapter].parameters())
+    ranks, trainable = adapters_by_weight(peft_model, set(table["name"]))
     unknown = sorted(set(ranks) - set(table["name"]))
     if unknown:
         raise ValueError(f"PEFT adapted {len(unknown)} weight(s) that are not rows of linear_layer_table, e.g. {unknown[0]}.")
@@ -569,7 +593,6 @@ def what_peft_adapts(source, lora_config) -> pd.DataFrame:
     table.attrs["rank_pattern"] = dict(peft_model.peft_config["default"].rank_pattern or {})  # after PEFT's rewrite
     table.attrs["peft warnings"] = dropped  # PEFT's warnings about the patterns it added itself
     return table
-
 
 
 if __name__ == "__main__":

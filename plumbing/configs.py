@@ -8,6 +8,7 @@ transformers' defaults (``plumbing.config_defaults`` finds such fields); so is a
 from __future__ import annotations
 
 import json
+import warnings
 import weakref
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from torch import nn
 
 from plumbing.collector import collector_paused
 from plumbing.config_defaults import check_no_size_left_to_defaults
+from plumbing.config_parts import language_model_alone, language_model_config, multi_token_prediction_note, \
+    unused_expert_slices_note
 from plumbing.hub import hf_token, hub_is_reachable
 from plumbing.model_cache import REPO_DIR
 from plumbing.workarounds import linear_initialisation_skipped, quiet_transformers
@@ -187,13 +190,15 @@ def build_on_meta(config) -> nn.Module:
         return AutoModelForCausalLM.from_config(config)
 
 
-def build_skeleton(source) -> nn.Module:
-    """Build a model on PyTorch's ``meta`` device: every shape exact, no weights.
-
-    Catalog names and config files need no network; any other hub id fetches
-    only its small ``config.json`` from the Hub.
+def build_skeleton(source, language_model_only: bool = False) -> nn.Module:
+    """Build a model on PyTorch's ``meta`` device: every shape exact, no weights. Catalog names and config
+    files need no network; any other hub id fetches only its ``config.json``. ``language_model_only``: a multimodal
+    config's language model alone (its ``text_config``). Warns about layers the config declares but transformers
+    does not build (multi-token prediction), or builds but never uses (plumbing.config_parts).
     """
     config = load_config(source)
+    if language_model_only:
+        config = language_model_alone(config)
     check_shape_values(config.to_dict(), f"the config of {getattr(config, 'model_type', 'this model')}")
     try:
         model = build_on_meta(config)
@@ -207,7 +212,16 @@ def build_skeleton(source) -> nn.Module:
         if original is not None and built is not None and built is not original and id(original) in FIELDS_GIVEN:
             FIELDS_GIVEN[id(built)] = FIELDS_GIVEN[id(original)]  # from_config may copy the config
             weakref.finalize(built, FIELDS_GIVEN.pop, id(built), None)
+    for note in [multi_token_prediction_note(config, model, FIELDS_GIVEN.get(id(language_model_config(config)))),
+                 unused_expert_slices_note(model)]:
+        if note:
+            warnings.warn(note, stacklevel=2)
     return model
+
+
+TOP_K_FIELDS = ("num_experts_per_tok", "top_k_experts", "moe_topk")
+"""Where config classes keep the router's top-k (transformers 5.23): most say num_experts_per_tok, or alias it in
+their attribute_map (moe_k, num_experts_per_token); Gemma 4 says top_k_experts and Aria moe_topk."""
 
 
 def experts_per_token(model: nn.Module) -> int:
@@ -215,15 +229,21 @@ def experts_per_token(model: nn.Module) -> int:
     never a default: a config file that leaves it out is refused (FIELDS_GIVEN knows)."""
     config = getattr(model, "config", None)
     config = getattr(config, "text_config", None) or config  # multimodal configs keep it in their text part
-    top_k = getattr(config, "num_experts_per_tok", None)
+    if getattr(config, "zero_expert_num", None):
+        raise ValueError(
+            f"{config.model_type}'s router also picks zero-computation experts ({config.zero_expert_num}), so the number "
+            "of real experts a token uses varies: there is no single active count (LongCat-Flash's report gives a range)."
+        )
     given = FIELDS_GIVEN.get(id(config))
     attribute_map = getattr(config, "attribute_map", None) or {}
-    aliases = {"num_experts_per_tok", *(alias for alias, field in attribute_map.items() if field == "num_experts_per_tok")}
-    if given is not None and not aliases & given:
-        top_k = None  # transformers' default, not the model's
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k <= 0:
-        raise ValueError(
-            "This model's config has no usable num_experts_per_tok (the top-k of its router), so the active "
-            "parameters cannot be counted exactly. Set it in the config (e.g. 2 for Mixtral, 8 for Qwen3-30B-A3B)."
-        )
-    return top_k
+    for field in TOP_K_FIELDS:
+        top_k = getattr(config, field, None)
+        aliases = {field, *(alias for alias, target in attribute_map.items() if target == field)}
+        if given is not None and not aliases & given:
+            top_k = None  # transformers' default, not the model's
+        if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0:
+            return top_k
+    raise ValueError(
+        f"This model's config has no usable {' or '.join(TOP_K_FIELDS)} (the top-k of its router), so the active "
+        "parameters cannot be counted exactly. Set it in the config (e.g. 2 for Mixtral, 8 for Qwen3-30B-A3B)."
+    )

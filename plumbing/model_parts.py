@@ -22,6 +22,18 @@ MLP_CLASS_WORDS = (*MLP_WORDS, "output")  # BERT-style models call the MLP's sec
 
 HEAD_CLASS_WORDS = ("predictionhead", "lmhead")  # BERT-style LM heads have a transform layer before the output
 
+TOWER_WORDS = {"vision tower": ("vision", "visual", "image", "multi_modal_projector"), "audio tower": ("audio", "speech")}
+"""In a module's name: the encoder of another modality (with its projector into the language model)."""
+
+
+def tower_of(parameter_name: str) -> str | None:
+    """"vision tower" or "audio tower" for a parameter of a multimodal model's other encoders, else None."""
+    modules = parameter_name.lower().split(".")[:-1]
+    for tower, words in TOWER_WORDS.items():
+        if any(word in module for module in modules for word in words):
+            return tower
+    return None
+
 
 def part_of_model(parameter_name: str) -> str:
     """Which part of a decoder-only transformer a parameter belongs to, from its name alone (a fallback)."""
@@ -77,8 +89,9 @@ def parts_of_parameters(model: nn.Module) -> dict[str, str]:
     a norm) or of the block around it (an attention block, an MLP or experts block). Only when
     the classes say nothing does the parameter's name decide (:func:`part_of_model`).
     "attention" includes the state-space, recurrent or convolution layers that some models use
-    instead (Mamba, RecurrentGemma, LFM). "other" is what is none of these, e.g. BERT's pooler,
-    the vision tower of a multimodal model, Gemma 4's per-layer input gates. In a mixture of
+    instead (Mamba, RecurrentGemma, LFM). A multimodal model's other encoders are parts of their own,
+    "vision tower" and "audio tower" (:func:`tower_of`). "other" is what is none of these, e.g. BERT's
+    pooler, Gemma 4's per-layer input gates. In a mixture of
     experts the MLP is split into "routed experts", "router" and "shared experts" (:func:`moe_roles`).
     """
     lm_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -88,7 +101,7 @@ def parts_of_parameters(model: nn.Module) -> dict[str, str]:
     def visit(module: nn.Module, prefix: str, ancestors: list[nn.Module]) -> None:
         for parameter_name, _parameter in module.named_parameters(recurse=False):
             name = prefix + parameter_name
-            parts[name] = part_of_module(module, ancestors, lm_head, family) or part_of_model(name)
+            parts[name] = tower_of(name) or part_of_module(module, ancestors, lm_head, family) or part_of_model(name)
         for child_name, child in module.named_children():
             visit(child, f"{prefix}{child_name}.", [*ancestors, module])
 

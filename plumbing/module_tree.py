@@ -90,22 +90,33 @@ def is_router(module: nn.Module, experts: int) -> bool:
     return bool(matrices) and all(p.shape[0] == experts for p in matrices)
 
 
+def owns_attention(block: nn.Module) -> bool:
+    """True for a block with an attention module inside: a decoder layer, not a mixture-of-experts block."""
+    return any(word in type(m).__name__.lower() for m in block.modules() for word in ("attention", "attn"))
+
+
 def moe_roles(model: nn.Module) -> dict[str, str]:
     """Role of every parameter inside a mixture-of-experts block: "routed experts", "router" or "shared experts".
 
     The router is the block's child whose weight has one row per expert (E rows), ``nn.Linear``
     (Llama 4's) or a raw matrix (Mixtral's ``gate.weight``); everything else in the block that is not
     a routed expert stack (a shared expert, the shared expert's own gate) is a shared expert.
+    Where the experts and the router sit directly in the decoder layer (Gemma 4), the block also
+    holds attention, norms and a dense MLP: there only children named "shared" are shared experts,
+    and the rest keep the part the module tree gives them.
     """
     roles = {}
     for block_name, block, experts in mixture_of_experts_blocks(model):
+        in_decoder_layer = owns_attention(block)
         for child_name, child in block.named_children():
             if is_routed_expert_stack(child):
                 role = "routed experts"
             elif is_router(child, experts):
                 role = "router"
-            else:
+            elif not in_decoder_layer or "shared" in f"{child_name} {type(child).__name__}".lower():
                 role = "shared experts"
+            else:
+                continue
             for parameter_name, _parameter in child.named_parameters():
                 roles[f"{block_name}.{child_name}.{parameter_name}"] = role
     return roles

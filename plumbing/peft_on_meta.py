@@ -46,6 +46,25 @@ def wrap_skeleton_with_peft(skeleton: nn.Module, lora_config, dropped_warnings: 
         return get_peft_model(skeleton, config, low_cpu_mem_usage=True, autocast_adapter_dtype=False)  # no values to cast
 
 
+def adapters_by_weight(peft_model: nn.Module, layers: set[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """``(rank, trainable parameters)`` of each LoRA adapter PEFT made, keyed by the name of the weight it adapts:
+    a layer's name (``model.layers.0.self_attn.q_proj``, one of ``layers``), or a parameter's for one PEFT's
+    ParamWrapper adapts (``...experts.gate_up_proj``; ``...router.gate`` when that parameter is a layer's weight)."""
+    from peft.tuners.lora import LoraLayer
+
+    ranks, trainable = {}, {}
+    for name, module in peft_model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        weight = name.removeprefix("base_model.model.").replace(".base_layer", "")
+        if hasattr(module, "parameter_name") and not (module.parameter_name == "weight" and weight in layers):
+            weight = f"{weight}.{module.parameter_name}"  # PEFT's ParamWrapper adapts one parameter of the module
+        adapter = next(iter(module.r))
+        ranks[weight] = module.r[adapter]
+        trainable[weight] = sum(p.numel() for p in [*module.lora_A[adapter].parameters(), *module.lora_B[adapter].parameters()])
+    return ranks, trainable
+
+
 def count_with_peft(source, lora_config) -> tuple[int, int]:
     """PEFT's own ``(trainable, all)`` counts for ``lora_config`` on a fresh skeleton of ``source``.
 

@@ -34,7 +34,7 @@ WORKAROUNDS = {
                         "when torch.profiler stops logging from C++ to the process's stdout/stderr"),
     "profiler events": ("torch", "2.13.0+cpu", "helpers.peak_memory_by_phase",
                         "when torch.profiler offers its raw memory events (profiler.kineto_results) publicly"),
-    "PEFT's private conversion": ("peft", "0.21.2", "plumbing.peft_agreement.check_peft_keeps_the_targets",
+    "PEFT's private conversion": ("peft", "0.21.2", "plumbing.peft_agreement.peft_rewrite_of_targets",
                                   "when PEFT makes convert_peft_config_for_transformers public, or drops it"),
     "PEFT's Mamba refusal": ("peft", "0.21.2", "plumbing.peft_agreement.PEFT_REFUSED_MODEL_TYPES",
                              "when PEFT changes _check_lora_target_modules_mamba"),
