@@ -28,6 +28,19 @@ def language_model_alone(config):
     return text
 
 
+def tower_left_out_note(config, model: nn.Module) -> str | None:
+    """One line when the config describes a vision or audio tower that the built model does not have (transformers
+    5.23 builds Llama 4 for causal LM as Llama4ForCausalLM, the language model alone), else None."""
+    from plumbing.model_parts import tower_of
+
+    built = {tower_of(name) for name, _ in model.named_parameters()}
+    for field, tower in [("vision_config", "vision tower"), ("audio_config", "audio tower")]:
+        if getattr(config, field, None) is not None and tower not in built:
+            return (f"This config also describes a {tower} ({field}), which {type(model).__name__} does not have: "
+                    "the totals count the language model alone.")
+    return None
+
+
 def unused_expert_slices_note(model: nn.Module) -> str | None:
     """One line when an expert stack's 3-D weights disagree on the number of experts (LongCat-Flash in
     transformers 5.23 allocates ``gate_up_proj`` for its zero-computation experts too, which never use it)."""

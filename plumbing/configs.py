@@ -18,7 +18,7 @@ from torch import nn
 from plumbing.collector import collector_paused
 from plumbing.config_defaults import check_no_size_left_to_defaults
 from plumbing.config_parts import language_model_alone, language_model_config, multi_token_prediction_note, \
-    unused_expert_slices_note
+    tower_left_out_note, unused_expert_slices_note
 from plumbing.hub import hf_token, hub_is_reachable
 from plumbing.model_cache import REPO_DIR
 from plumbing.workarounds import linear_initialisation_skipped, quiet_transformers
@@ -213,7 +213,7 @@ def build_skeleton(source, language_model_only: bool = False) -> nn.Module:
             FIELDS_GIVEN[id(built)] = FIELDS_GIVEN[id(original)]  # from_config may copy the config
             weakref.finalize(built, FIELDS_GIVEN.pop, id(built), None)
     for note in [multi_token_prediction_note(config, model, FIELDS_GIVEN.get(id(language_model_config(config)))),
-                 unused_expert_slices_note(model)]:
+                 unused_expert_slices_note(model), tower_left_out_note(config, model)]:
         if note:
             warnings.warn(note, stacklevel=2)
     return model

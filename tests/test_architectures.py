@@ -223,3 +223,12 @@ def test_multi_token_prediction_layers_are_said_only_when_the_config_declares_th
     by_hand = 2 * (last_layer + 2 * 64 * 64 + 2 * 64)  # per module: a layer, the d × 2d projection, two norms
     with pytest.warns(UserWarning, match=f"declares 2 multi-token-prediction layer.*hold {by_hand:,} parameters"):
         helpers.build_skeleton(toy)
+
+
+def test_a_total_says_when_it_leaves_out_a_tower_the_config_describes():
+    """transformers 5.23 builds a Llama 4 config for causal LM as Llama4ForCausalLM: no vision tower."""
+    config, _ = architecture_sweep.build("llama4")
+    assert config.vision_config is not None
+    with pytest.warns(UserWarning, match=r"describes a vision tower \(vision_config\), which Llama4ForCausalLM does not have"):
+        model = helpers.build_skeleton(config)
+    assert "vision tower" not in set(helpers.parts_of_parameters(model).values())
