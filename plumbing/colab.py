@@ -30,6 +30,9 @@ def pinned(names: list[str]) -> list[str]:
         if "==" in line and not line.lstrip().startswith("#"):
             name, version = line.split("#")[0].strip().split("==")
             pins[name.lower().replace("_", "-")] = f"{name}=={version}"
+    unknown = [name for name in names if name.lower().replace("_", "-") not in pins]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} is not pinned in requirements.txt: add it to requirements.in and run make requirements.")
     return [pins[name.lower().replace("_", "-")] for name in names]
 
 
@@ -48,8 +51,9 @@ def pip_install(requirements: list[str], what: str, seconds: int, *options: str)
     print(f"  done in {time.perf_counter() - started:.0f} s.", flush=True)
 
 
-def prepare_colab() -> None:
-    """What the first cell of every notebook runs in Colab: the packages the course needs, at its versions.
+def prepare_colab(*extra_packages: str) -> None:
+    """What the first cell of every notebook runs in Colab: the packages the course needs, at its versions,
+    and ``extra_packages`` that only this notebook needs (``course.json``'s ``colab_extras``, e.g. bitsandbytes).
 
     The offline model is converted later, by the first :func:`load_model` call, so notebooks
     that only count skeletons are ready as soon as the packages are.
@@ -57,7 +61,7 @@ def prepare_colab() -> None:
     from importlib.metadata import PackageNotFoundError, version
 
     missing = []
-    for requirement in pinned(COLAB_PACKAGES):
+    for requirement in pinned([*COLAB_PACKAGES, *extra_packages]):
         name, wanted = requirement.split("==")
         try:
             if version(name) != wanted:

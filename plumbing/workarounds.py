@@ -38,6 +38,8 @@ WORKAROUNDS = {
                                   "when PEFT makes convert_peft_config_for_transformers public, or drops it"),
     "PEFT's Mamba refusal": ("peft", "0.21.2", "plumbing.peft_agreement.PEFT_REFUSED_MODEL_TYPES",
                              "when PEFT changes _check_lora_target_modules_mamba"),
+    "bitsandbytes' Hub kernel": ("bitsandbytes", "0.50.2", "plumbing.workarounds.bitsandbytes_imported_quietly",
+                                 "when bitsandbytes stops looking for a Hub kernel at import, or says so at debug level"),
 }
 
 
@@ -51,6 +53,22 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=".*IProgress.*")
     # PEFT 0.21.2 calls a transformers method that transformers 5 renamed (see WORKAROUNDS).
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def bitsandbytes_imported_quietly():
+    """``import bitsandbytes`` without its warning about a kernel it could not fetch from the Hub.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50.2 tries ``kernels.get_kernel("kernels-community/...")``
+    when its CPU backend loads (``bitsandbytes/backends/cpu/ops.py``) and logs a warning if the ``kernels``
+    package, which downloads code from the Hub, is missing. The course runs offline and never installs it;
+    bitsandbytes then uses its own CPU code, so only that logger is turned down.
+    """
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    import bitsandbytes
+
+    return bitsandbytes
 
 
 @contextlib.contextmanager

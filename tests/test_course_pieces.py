@@ -167,6 +167,21 @@ def test_prepare_colab_installs_what_colab_lacks_at_the_pinned_versions_and_keep
     assert "Installing" in out and "done in" in out and "Course ready" in out
 
 
+def test_a_notebook_that_needs_more_installs_it_in_colab_and_only_there(monkeypatch, tmp_path, capsys):
+    """course.json's colab_extras: bitsandbytes for the notebook that loads a 4-bit model, at requirements.txt's pin."""
+    settings = {**stamp_course.course_settings(), "colab_extras": {"09": ["bitsandbytes"]}}
+    assert stamp_course.colab_cell_source(settings, "09").endswith("helpers.prepare_colab('bitsandbytes')")
+    assert stamp_course.colab_cell_source(settings, "03").endswith("helpers.prepare_colab()")
+    commands = colab_runtime(monkeypatch, tmp_path)
+    helpers.prepare_colab("bitsandbytes")
+    [pip] = [c for c in commands if c[1:4] == ["-m", "pip", "install"]]
+    pin = next(line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+               if line.startswith("bitsandbytes=="))
+    assert pin in pip
+    with pytest.raises(ValueError, match="no-such-package is not pinned in requirements.txt: add it to requirements.in"):
+        helpers.prepare_colab("no-such-package")
+
+
 def test_colab_cell_clones_installs_and_makes_helpers_importable(tmp_path, monkeypatch):
     commands = colab_runtime(monkeypatch, tmp_path)
     session = Path.cwd()

@@ -1,6 +1,7 @@
 """plumbing/: jobs side by side on the cores, and the paused garbage collector."""
 
 import gc
+import inspect
 import os
 import warnings
 
@@ -75,3 +76,18 @@ def test_collector_is_restored_after_an_error():
         with collector_paused():
             raise RuntimeError("inside")
     assert gc.isenabled()
+
+
+def test_bitsandbytes_imports_without_its_hub_kernel_warning():
+    """bitsandbytes 0.50.2 logs through its CPU backend's logger when the Hub kernel is missing: that logger is turned down."""
+    import logging
+
+    from plumbing.workarounds import bitsandbytes_imported_quietly
+
+    bnb = bitsandbytes_imported_quietly()
+    from bitsandbytes.backends.cpu import ops
+
+    assert bnb.__version__ == "0.50.2"
+    assert ops.logger.name == "bitsandbytes.backends.cpu.ops"  # the logger the workaround names
+    assert not ops.logger.isEnabledFor(logging.WARNING)
+    assert "Failed to load CPU gemm_4bit_forward from kernels-community" in inspect.getsource(ops)  # the message it hides

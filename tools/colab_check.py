@@ -61,7 +61,7 @@ with client.setup_kernel():
             except Exception as failure:
                 error = f"cell {index}: {str(failure)[-400:]}"
                 break
-            if "prepare_colab()" in cell.source:
+            if "prepare_colab(" in cell.source:
                 ready["setup cell"] = time.perf_counter() - start
             if "helpers.load_model()" in cell.source and "first load" not in ready:
                 ready["first load"] = time.perf_counter() - start
@@ -104,7 +104,7 @@ def compare(committed_path: Path, executed_path: Path) -> list[str]:
     executed = [c for c in nbformat.read(executed_path, as_version=4).cells if c.cell_type == "code"][1:]  # minus the fake-Colab cell
     differing = []
     for before, after in zip(committed, executed):
-        if "prepare_colab()" in before.source or "helpers.load_model()" in before.source or "nbval-ignore-output" in before.metadata.get("tags", []):
+        if "prepare_colab(" in before.source or "helpers.load_model()" in before.source or "nbval-ignore-output" in before.metadata.get("tags", []):
             continue
         if outputs(before) != outputs(after):
             differing.append(before.source.splitlines()[0][:60])
@@ -115,7 +115,7 @@ def setup_cell_problems(executed_path: Path) -> list[str]:
     """Lines of the setup cell's output that a student would see in red: pip's resolver errors, tracebacks."""
     import nbformat
 
-    cells = [c for c in nbformat.read(executed_path, as_version=4).cells if "prepare_colab()" in c.source]
+    cells = [c for c in nbformat.read(executed_path, as_version=4).cells if "prepare_colab(" in c.source]
     text = "".join(outputs(cell) for cell in cells) + "".join(
         o.get("text", "") for cell in cells for o in cell.get("outputs", []) if o.get("name") == "stderr")
     return [line.strip()[:120] for line in text.splitlines() if "ERROR" in line or "Traceback" in line]

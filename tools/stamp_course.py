@@ -64,8 +64,10 @@ def badge_attachment() -> dict:
 CLONE = "lora-by-the-numbers"  # the Colab cell's clone of the course, in Colab's working folder (/content)
 
 
-def colab_cell_source(settings: dict) -> str:
-    """The first code cell of every notebook: sets the course up in Colab (helpers.prepare_colab), does nothing elsewhere."""
+def colab_cell_source(settings: dict, number: str = "") -> str:
+    """The first code cell of every notebook: sets the course up in Colab (helpers.prepare_colab, with the packages
+    only notebook ``number`` needs: ``colab_extras`` in course.json), does nothing elsewhere."""
+    extras = ", ".join(repr(package) for package in settings.get("colab_extras", {}).get(number, []))
     return f'''{COLAB_CELL_MARK} fetch the course, install what Colab lacks (about 20 s). Elsewhere it does nothing.
 import os, subprocess, sys
 if "google.colab" in sys.modules:
@@ -73,7 +75,7 @@ if "google.colab" in sys.modules:
         subprocess.run("test -d {CLONE} || git clone --quiet --depth=1 --branch={settings["branch"]} {settings["repository"]} {CLONE}", shell=True, check=True)
         os.chdir("{CLONE}/notebooks")
     sys.path.insert(0, os.path.abspath(".."))
-    import helpers; helpers.prepare_colab()'''
+    import helpers; helpers.prepare_colab({extras})'''
 
 
 def slide_type(cell) -> str:
@@ -113,7 +115,7 @@ def stamp_notebook(notebook, name: str, settings: dict):
     title = notebook.cells[0]
     title.source = with_badge(title.source, colab_badge(name, settings, image=f"attachment:{BADGE_ATTACHMENT}"))
     title["attachments"] = badge_attachment()
-    colab_source = colab_cell_source(settings)
+    colab_source = colab_cell_source(settings, name[:2])
     second = notebook.cells[1]
     if second.cell_type == "code" and second.source.startswith(COLAB_CELL_MARK):
         second.source = colab_source
