@@ -320,8 +320,8 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
     rows = select_targets(linear_layer_table(model), targets)
     check_tags_name_only_table_rows(model, rows)
     check_peft_can_build(model, set(rows["tag"]))
-    if tower_rows_note(rows):
-        warnings.warn(tower_rows_note(rows), stacklevel=2)
+    if note := tower_rows_note(rows):
+        warnings.warn(note, stacklevel=2)
     rows = rows.assign(rank=rank)
     rewrite = peft_rewrite_of_targets(model, sorted(tag for tag in set(rows["tag"]) if not is_parameter_tag(tag)))
     if rewrite:
@@ -335,6 +335,7 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
 def rows_peft_adapts_after_its_rewrite(model: nn.Module, rows: pd.DataFrame, rank: int, rewrite: dict) -> pd.DataFrame:
     """For :func:`lora_count`: the rows PEFT adapts after its rewrite, at its rank, checked against r·E·(m + n)."""
     from peft import LoraConfig
+
     with warnings.catch_warnings(action="ignore"):  # the skeleton's own notes were given when it was built
         adapted = what_peft_adapts(model.config, LoraConfig(r=rank, **peft_targets(list(dict.fromkeys(rows["tag"])))))
     kept = adapted[adapted["peft rank"] > 0].assign(rank=lambda rows: rows["peft rank"])
