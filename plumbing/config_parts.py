@@ -1,5 +1,6 @@
-"""Parts of a config that a skeleton does not build as one might expect (plumbing.configs.build_skeleton):
-the language model alone of a multimodal config, and multi-token-prediction layers transformers leaves out.
+"""Where a skeleton and its config part ways (plumbing.configs.build_skeleton): the language model alone of a
+multimodal config; and, each said in one line with its size, what the config declares but the skeleton lacks
+(multi-token-prediction layers, a vision or audio tower) or what the skeleton holds but never uses (expert slices).
 """
 
 from __future__ import annotations
