@@ -16,7 +16,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 # Executing notebooks with the project's kernel, not whatever Jupyter finds first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup lab test bench outputs course exercises slides handouts run requirements colab-check
+.PHONY: help setup lab test test-tools bench outputs course exercises slides handouts run requirements colab-check
 .DEFAULT_GOAL := help
 
 help:
@@ -82,8 +82,12 @@ $(CHROMIUM):
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
 	|| { echo "Could not install Chromium: install the Debian package 'chromium' (apt-get install chromium), then run make again."; exit 1; }
 
+# Everything make test needs, built before it runs (.ci/run builds it once, then runs make test and make
+# colab-check side by side).
+test-tools: setup $(INSTALLED_DEV) $(CHROMIUM) $(PDFTOPPM)
+
 # pytest exits with 5 when it collects no test; that is not a failure of the course.
-test: setup $(INSTALLED_DEV) $(CHROMIUM) $(PDFTOPPM)
+test: test-tools
 	$(BIN)/python -m pytest tests $(NOTEBOOKS) $(NBVAL) --nbval-cell-timeout=300 --durations=10 -p no:cacheprovider; \
 	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 

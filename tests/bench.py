@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 RUN_TIMES = Path(__file__).resolve().parent.parent / "assets" / "run_times.json"
-SERIES_SECONDS = 240.0
+SERIES_SECONDS = 300.0  # the brief: the whole series <= 5 min
 NOTEBOOK_SECONDS = 90.0
 PEAK_LIMIT_MB = 3 * 1024
 REPEATS = 3
@@ -170,7 +170,7 @@ def main(paths: list[str]) -> int:
         print(f"{path.name:34s} {run['seconds']:8.2f} {budget:8.2f} {run['peak_mb']:8.0f}  {', '.join(verdicts) or 'ok'} ({kind})")
     series_ok = total <= SERIES_SECONDS
     failures += not series_ok
-    print(f"{'whole series':34s} {total:8.2f} {SERIES_SECONDS:8.2f} {'':8s}  {'ok' if series_ok else 'over 4 min'}")
+    print(f"{'whole series':34s} {total:8.2f} {SERIES_SECONDS:8.2f} {'':8s}  {'ok' if series_ok else 'over 5 min'}")
     print()
     print("three slowest cells of each notebook (seconds, cell number, first line):")
     for name, cells in slow_cells.items():
