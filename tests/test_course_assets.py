@@ -117,11 +117,19 @@ def test_students_do_not_install_the_test_tools():
         assert pins(ROOT / "requirements-dev.txt").get(name, version) == version, name
 
 
-def test_ci_runs_the_readme_test_command_then_the_colab_check():
+def test_ci_runs_the_readme_test_command_and_the_colab_check():
     readme = (ROOT / "README.md").read_text()
     two_commands = readme[readme.index("## Two commands"):readme.index("## The notebooks")]
     assert "make test   # set up, then run the tests" in two_commands
     script = (ROOT / ".ci" / "run").read_text().splitlines()
     commands = [line.strip() for line in script if line.strip() and not line.startswith("#")]
-    assert commands[-2:] == ["make test", "make colab-check"], commands
-    assert "set -euo pipefail" in commands  # a failing make test stops CI
+    assert "set -euo pipefail" in commands
+    # make test's prerequisites once, then make test and make colab-check side by side, each one's failure failing CI
+    first = commands.index("make test-tools")
+    assert commands.index("run test test &") > first and commands.index("run colab colab-check &") > first, commands
+    assert 'make "$target" 2>&1 | sed -u "s/^/[$label] /"' in commands  # the job's own exit status (pipefail)
+    assert 'wait "$test_job" || { echo "[test] make test failed"; status=1; }' in commands
+    assert 'wait "$colab_job" || { echo "[colab] make colab-check failed"; status=1; }' in commands
+    assert commands[-1] == 'exit "$status"'
+    makefile = (ROOT / "Makefile").read_text()
+    assert "test: test-tools\n" in makefile and "test-tools: setup $(INSTALLED_DEV) $(CHROMIUM) $(PDFTOPPM)" in makefile
