@@ -479,3 +479,29 @@ def test_the_gguf_file_is_parsed_once_per_conversion(monkeypatch):
     assert parsed == [str(helpers.find_gguf_file())]
     assert sum(p.numel() for p in model.parameters()) == 134_515_008  # the design guide's count (§4)
     assert gguf.GGUFReader is counting_reader, "the library is left as it was"
+    assert not any(p.is_meta for p in model.parameters()), "every weight holds values (the model is built on meta)"
+    assert model.lm_head.weight is model.model.embed_tokens.weight, "tied as in the GGUF file (one token_embd tensor)"
+    # An independent source for the values: gguf's own dequantisation of the file's embedding tensor.
+    embedding = next(t for t in real_reader(str(helpers.find_gguf_file())).tensors if t.name == "token_embd.weight")
+    expected = gguf.quants.dequantize(embedding.data, embedding.tensor_type)
+    assert torch.equal(model.model.embed_tokens.weight.detach(), torch.from_numpy(expected.copy()).reshape(49_152, 576))
+
+
+def test_reading_the_gguf_file_into_memory_changes_no_field_or_tensor():
+    """plumbing.workarounds.gguf_read_into_memory (gguf 0.19.0) only replaces the memory map by a read-only copy."""
+    import gguf
+    import gguf.gguf_reader
+    import numpy
+
+    path = str(helpers.find_gguf_file())
+    mapped = gguf.GGUFReader(path)
+    with workarounds.gguf_read_into_memory():
+        copied = gguf.GGUFReader(path)
+    assert gguf.gguf_reader.np is numpy, "gguf is left as it was"
+    assert not isinstance(copied.data, numpy.memmap) and not copied.data.flags.writeable
+    assert list(mapped.fields) == list(copied.fields)
+    for name, field in mapped.fields.items():
+        assert field.types == copied.fields[name].types and field.data == copied.fields[name].data, name
+        assert [part.tobytes() for part in field.parts] == [part.tobytes() for part in copied.fields[name].parts], name
+    assert [(t.name, t.tensor_type, t.data.tobytes()) for t in mapped.tensors] == \
+           [(t.name, t.tensor_type, t.data.tobytes()) for t in copied.tensors]
