@@ -127,20 +127,21 @@ def gguf_read_into_memory():
     (measured on 2 cores), with the same fields and tensors. The copy (the file's 100 MB) is read-only,
     as the map is, and is freed with the readers made in the block.
     """
+    import types
+
     import gguf.gguf_reader as reader_module
     import numpy
 
-    class NumpyReadingIntoMemory:
-        def __getattr__(self, name):
+    class NumpyReadingIntoMemory(types.SimpleNamespace):  # numpy's names, with memmap replaced
+        def __getattr__(self, name):  # names numpy loads lazily
             return getattr(numpy, name)
 
-        @staticmethod
-        def memmap(path, mode="r"):
-            contents = numpy.fromfile(path, dtype=numpy.uint8)
-            contents.flags.writeable = False
-            return contents
+    def read_into_memory(path, mode="r"):
+        contents = numpy.fromfile(path, dtype=numpy.uint8)
+        contents.flags.writeable = False
+        return contents
 
-    reader_module.np = NumpyReadingIntoMemory()
+    reader_module.np = NumpyReadingIntoMemory(**{**vars(numpy), "memmap": read_into_memory})
     try:
         yield
     finally:
