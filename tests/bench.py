@@ -8,7 +8,7 @@ one cell is the setup the counting notebooks 03 and 07 share and nothing else: t
 format, matplotlib's pyplot, pandas, torch, transformers, peft and helpers), the bare import in
 plain Python and the time to load the offline model. The targets:
 
-- every notebook: wall time <= 90 s and peak memory <= 3 GB; the whole series: <= 4 min;
+- every notebook: wall time <= 90 s and peak memory <= 3 GB; the whole series: <= 5 min;
 - a counting-only notebook (one that never calls helpers.load_model, so it loads no weights):
   wall time <= 2 x the import-only kernel.
 

@@ -53,6 +53,29 @@ def test_saved_activations_counts_inputs_kept_for_backward_but_not_weights():
     assert sorted(kept.values()) == [8 * 50 * FLOAT32, 8 * 100 * FLOAT32]
 
 
+def test_saved_activations_leaves_no_graph_alive_when_backward_never_runs():
+    """A pack hook that returned the tensor itself would tie exp's saved output to its own grad_fn (pytorch#189025)."""
+    import gc
+    import weakref
+
+    x = torch.randn(1000, requires_grad=True)
+    with helpers.saved_activations(torch.nn.Linear(1, 1)) as kept:
+        y = x.exp()  # exp keeps its output for the backward pass
+    assert list(kept.values()) == [1000 * FLOAT32]
+    output = weakref.ref(y)
+    del y
+    gc.collect()
+    assert output() is None, "the forward pass's graph and output are freed"
+
+
+def test_saved_activations_keeps_the_gradients_right():
+    x = torch.randn(1000, requires_grad=True)
+    with helpers.saved_activations(torch.nn.Linear(1, 1)):
+        y = x.exp()
+    y.sum().backward()  # d/dx exp(x) = exp(x), read from the saved (detached) output
+    assert torch.equal(x.grad, x.detach().exp())
+
+
 def test_optimizer_state_bytes_after_one_adamw_step():
     layer = torch.nn.Linear(1000, 10)
     optimizer = torch.optim.AdamW(layer.parameters(), foreach=False)
