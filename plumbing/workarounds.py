@@ -124,7 +124,7 @@ def gguf_read_into_memory():
 
     gguf 0.19.0's ``GGUFReader`` reads every metadata value by indexing an ``np.memmap``, whose
     Python-level bookkeeping is most of the parse: 6.4 s against 2.0 s from memory for SmolLM2's file
-    (measured on 2 cores), with the same fields and tensors. The copy (the file's 100 MB) is read-only,
+    (measured on 2 cores), with the same fields and tensors. The copy (the file's 98 MB) is read-only,
     as the map is, and is freed with the readers made in the block.
     """
     import types
