@@ -512,9 +512,7 @@ def saved_activations(model: nn.Module):
         storage = tensor.untyped_storage()
         if storage.data_ptr() not in parameter_storages:
             kept[storage.data_ptr()] = storage.nbytes()
-        # Detached (same storage): the tensor itself would tie a saved output to its own grad_fn, a cycle
-        # that no garbage collection frees when backward never runs (PyTorch's docs, pytorch/pytorch#189025).
-        return tensor.detach()
+        return tensor.detach()  # same storage; the tensor itself could form a cycle gc never frees (pytorch#189025)
 
     with torch.autograd.graph.saved_tensors_hooks(remember, lambda tensor: tensor):
         yield kept
