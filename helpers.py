@@ -114,7 +114,7 @@ def parameters_by_part(model: nn.Module) -> pd.DataFrame:
 def with_commas(table: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``table`` whose whole-number columns read 1,235,814,400 (easier on a projector).
 
-    Used in notebooks 01, 02, 03, 04, 06, 07, 08, 09.
+    Used in notebooks 01, 02, 03, 04, 06, 07, 08, 09, 10.
     """
     shown = table.copy()
     for column in shown.columns:
@@ -313,7 +313,7 @@ def lora_count(model: nn.Module, targets: Iterable[str], rank: int) -> int:
     warning says what the rewrite leaves out. Tags that also select layers of a
     vision or audio tower are warned about too.
 
-    Used in notebooks 02, 03, 07, 09.
+    Used in notebooks 02, 03, 07, 09, 10.
     """
     expect_model(model, "lora_count")
     rank = check_rank(rank)

@@ -40,6 +40,8 @@ WORKAROUNDS = {
                                   "when PEFT makes convert_peft_config_for_transformers public, or drops it"),
     "PEFT's Mamba refusal": ("peft", "0.21.2", "plumbing.peft_agreement.PEFT_REFUSED_MODEL_TYPES",
                              "when PEFT changes _check_lora_target_modules_mamba"),
+    "DeepSpeed's accelerator warning": ("deepspeed", "0.19.8", "plumbing.workarounds.deepspeed_imported_quietly",
+                                        "when DeepSpeed stops warning at import that it fell back to the CPU"),
     "bitsandbytes' Hub kernel": ("bitsandbytes", "0.50.2", "plumbing.workarounds.bitsandbytes_imported_quietly",
                                  "when bitsandbytes stops looking for a Hub kernel at import, or says so at debug level"),
 }
@@ -71,6 +73,15 @@ def bitsandbytes_imported_quietly():
     import bitsandbytes
 
     return bitsandbytes
+
+
+def deepspeed_imported_quietly():
+    """``import deepspeed`` (0.19.8) without its timestamped "Setting accelerator to CPU" warning: its own
+    ``DS_ACCELERATOR=cpu`` names the CPU up front (the course uses only its estimators, which compute on numbers)."""
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    return deepspeed
 
 
 @contextlib.contextmanager
@@ -210,12 +221,8 @@ def peft_added_pattern_warnings_silenced(lora_config, dropped: list[str] | None 
 
 @contextlib.contextmanager
 def c_output_silenced():
-    """Discard what is written to the process's stdout and stderr file descriptors while the block runs.
-
-    PyTorch's profiler logs from C++ straight to those descriptors, which Jupyter would show as cell
-    output. In Jupyter, Python's own ``print`` is not affected (it does not use the descriptors);
-    in a plain script it is silenced too.
-    """
+    """Discard what is written to the stdout and stderr file descriptors in the block: PyTorch's profiler logs there
+    from C++, which Jupyter would show as output (Jupyter's ``print`` is unaffected; a plain script's is silenced too)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = []

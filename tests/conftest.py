@@ -28,11 +28,12 @@ def no_network(monkeypatch):
 
 
 def copy_course(destination: Path) -> Path:
-    """Copy what the notebooks need (notebooks/, assets/, plumbing/, helpers.py) into a new folder ``destination``."""
+    """Copy what the notebooks need (notebooks/, assets/, plumbing/, helpers.py, sharded_step.py) into a new folder ``destination``."""
     shutil.copytree(REPO / "notebooks", destination / "notebooks")
     shutil.copytree(REPO / "assets", destination / "assets")
     shutil.copytree(REPO / "plumbing", destination / "plumbing", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "helpers.py", destination / "helpers.py")
+    shutil.copy2(REPO / "sharded_step.py", destination / "sharded_step.py")
     return destination
 
 

@@ -16,8 +16,8 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 LEAK = re.compile(r"/tmp/|/root/|/home/|/Users/|hf_[A-Za-z0-9]{20,}")
 BIG_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+|\d{4,}")
-# "Hu et al., 2021" or "PEFT issue #3711" is a reference, not a count
-CITATION = re.compile(r"[A-Z][A-Za-z-]+(?: et al\.)?,? \(?(?:19|20)\d{2}|(?:issue|PR) #\d+")
+# "Hu et al., 2021", "PEFT issue #3711" or "lines 4016–4052" (of a source file) is a reference, not a count
+CITATION = re.compile(r"[A-Z][A-Za-z-]+(?: et al\.)?,? \(?(?:19|20)\d{2}|(?:issue|PR) #\d+|lines? \d+(?:–\d+)?")
 
 
 def read(path: Path):
