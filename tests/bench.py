@@ -40,15 +40,17 @@ import psutil
 from nbclient import NotebookClient
 
 tree_peak, running = [0], [True]
-def watch_tree():  # the kernel and every process it starts (notebook 10's ranks), summed: PSS counts shared pages once
+def watch_tree():  # the kernel and the processes it starts (notebook 10's ranks), summed: PSS counts shared pages once
     while running[0]:
-        total = 0
-        for process in psutil.Process().children(recursive=True):
-            try:
-                total += process.memory_full_info().pss
-            except psutil.Error:
-                pass
-        tree_peak[0] = max(tree_peak[0], total)
+        tree = psutil.Process().children(recursive=True)
+        if len(tree) > 1:  # the kernel alone is measured exactly by ru_maxrss; reading PSS costs CPU, so only then
+            total = 0
+            for process in tree:
+                try:
+                    total += process.memory_full_info().pss
+                except psutil.Error:
+                    pass
+            tree_peak[0] = max(tree_peak[0], total)
         time.sleep(0.1)
 watcher = threading.Thread(target=watch_tree, daemon=True)
 watcher.start()
@@ -150,8 +152,10 @@ def import_only_kernel_seconds(notebook_folder: Path) -> float:
 
 
 def loads_the_model(path: Path) -> bool:
-    """True when a notebook calls helpers.load_model (it needs weights); otherwise it only counts."""
-    return "helpers.load_model(" in path.read_text()
+    """True when a notebook loads the real weights (helpers.load_model, or notebook 10's sharded_step.fresh_model
+    in its own process and its ranks); otherwise it only counts."""
+    text = path.read_text()
+    return "helpers.load_model(" in text or "sharded_step.fresh_model(" in text
 
 
 def main(paths: list[str]) -> int:
