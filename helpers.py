@@ -155,7 +155,7 @@ def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.Da
     (a convolution, another raw matrix) is not a row: a warning names it, so that no count leaves
     it out silently.
 
-    Used in notebooks 02, 03, 04, 06, 07, 08, 09.
+    Used in notebooks 02, 03, 04, 06, 07, 08, 09, 10.
     """
     expect_model(model, "linear_layer_table")
     parts = parts_of_parameters(model)

@@ -9,8 +9,9 @@ Strategies: ``fsdp-full`` and ``fsdp-lora`` use PyTorch's FSDP2 (``fully_shard``
 and optimizer state sharded); ``ddp-lora`` uses ``DistributedDataParallel`` (everything replicated,
 gradients averaged). The CPU stands in for GPUs: the gloo backend instead of NCCL.
 
-From a notebook: ``with launched(["fsdp-lora"], processes=2) as run: run.reports`` (``torchrun`` in a
-subprocess, with a time limit; its folder is removed afterwards). By hand::
+From a notebook: ``with launched(["fsdp-lora"], processes=2) as run: run.reports`` (the ranks started as
+subprocesses with the environment torchrun would give them, under a time limit; their folder is removed
+afterwards). By hand::
 
     torchrun --standalone --nproc_per_node=2 sharded_step.py --model DIR --out DIR fsdp-lora
 """
@@ -33,7 +34,7 @@ from torch import nn
 
 STRATEGIES = ("fsdp-full", "fsdp-lora", "ddp-lora")
 MAX_PROCESSES = 2
-"""More ranks than this do not fit the course's 3 GB: each rank is a whole Python process (about 0.36 GB
+"""More ranks than this do not fit the course's 3 GB: each rank is a whole Python process (about 0.4 GB
 with torch and transformers imported, measured) on top of its share of the model."""
 SEQUENCE_LENGTH = 32
 GLOBAL_BATCH = 2  # sequences per step, split evenly over the ranks
@@ -217,8 +218,10 @@ def launched(strategies, processes: int = 2, timeout: float = 300, model_dir: st
 
     strategies = check_launch(strategies, processes)
     if model_dir is None:
+        from plumbing.conversion import ensure_offline_model
         from plumbing.model_cache import offline_model_folder
 
+        ensure_offline_model()  # in Colab, converts the model on first use, as helpers.load_model does
         model_dir = str(offline_model_folder())
     # glibc 2.36 raises its mmap threshold after each large free, so the layers' gathered buffers would stay in
     # the heap: 2.2 GB per rank instead of 1.5 (measured, AdamW). A fixed threshold returns them to the system.

@@ -135,3 +135,20 @@ def test_a_run_over_its_time_is_stopped_and_leaves_nothing(tiny_model_dir):
             pass
     assert leftover_folders() == before
     assert not psutil.Process().children(recursive=True)
+
+
+def test_the_course_model_is_provisioned_before_the_ranks_start(monkeypatch):
+    """In a fresh Colab runtime notebook 10 is the first to need the model: the launcher converts it, as load_model does."""
+    import plumbing.conversion
+
+    calls = []
+    monkeypatch.setattr(plumbing.conversion, "ensure_offline_model", lambda: calls.append("ensured"))
+
+    def no_ranks(*args, **kwargs):
+        raise OSError(f"not started: the model was {'ensured' if calls else 'not ensured'} first")
+
+    monkeypatch.setattr(sharded_step.subprocess, "Popen", no_ranks)
+    with pytest.raises(OSError, match="the model was ensured first"):
+        with sharded_step.launched(["fsdp-lora"], 2):
+            pass
+    assert calls == ["ensured"]
