@@ -238,19 +238,18 @@ def launched(strategies, processes: int = 2, timeout: float = 300, model_dir: st
                                               start_new_session=True))  # its own group: stopped with its children
                 log.close()
             deadline = time.monotonic() + timeout
-            while any(rank.poll() is None for rank in ranks):
-                failed = [r for r, rank in enumerate(ranks) if rank.poll() not in (None, 0)]
+            while True:  # a failed rank stops the run at once: the others would wait for it forever
+                codes = [rank.poll() for rank in ranks]
+                failed = [r for r, code in enumerate(codes) if code not in (None, 0)]
                 if failed:
                     raise RuntimeError(f"Rank {failed[0]} of the sharded run failed. Its last lines:\n"
                                        + last_lines(Path(folder) / f"rank{failed[0]}.log"))
+                if all(code == 0 for code in codes):
+                    break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"The sharded run took longer than {timeout:.0f} s and was stopped. "
                                        "Rank 0's last lines:\n" + last_lines(Path(folder) / "rank0.log"))
                 time.sleep(0.1)
-            failed = [r for r, rank in enumerate(ranks) if rank.returncode != 0]
-            if failed:
-                raise RuntimeError(f"Rank {failed[0]} of the sharded run failed. Its last lines:\n"
-                                   + last_lines(Path(folder) / f"rank{failed[0]}.log"))
         finally:
             for rank in ranks:  # no rank outlives the run
                 with contextlib.suppress(ProcessLookupError):
