@@ -39,15 +39,15 @@ from plumbing.peft_on_meta import adapters_by_weight, wrap_skeleton_with_peft
 from plumbing.workarounds import c_output_silenced
 
 # Re-exported for the notebooks, which call them as helpers.<name> (defined in the plumbing module named):
-from plumbing.answers import check_answer  # noqa: E402 - notebooks 01-09 ("Check yourself")
-from plumbing.colab import prepare_colab  # noqa: E402 - notebooks 01-09 (the Colab cell)
+from plumbing.answers import check_answer  # noqa: E402 - notebooks 01-11 ("Check yourself")
+from plumbing.colab import prepare_colab  # noqa: E402 - notebooks 01-11 (the Colab cell)
 from plumbing.configs import build_skeleton, catalog, load_config  # noqa: E402 - 01-04, 06, 07, 09; 01-04, 06, 09; 02-04, 07, 09
 from plumbing.conversion import find_gguf_file  # noqa: E402 - notebook 01
 from plumbing.hub import hf_token, hub_is_reachable  # noqa: E402 - notebook 01 (and load_model)
 from plumbing.model_cache import DEFAULT_MODEL  # noqa: E402 - notebooks 01-05, 08
 from plumbing.on_cores import side_by_side  # noqa: E402 - notebooks 03, 07
 from plumbing.peft_on_meta import count_with_peft, counts_with_peft  # noqa: E402 - notebooks 03-07; 03
-from plumbing.workarounds import quiet_transformers  # noqa: E402 - notebooks 01-09
+from plumbing.workarounds import quiet_transformers  # noqa: E402 - notebooks 01-11
 
 
 # ---------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def load_model(model_id: str = DEFAULT_MODEL) -> tuple[nn.Module, object]:
     first). Any other id is fetched from the Hugging Face Hub, which needs a network connection
     (and ``HF_TOKEN`` in ``.env`` for gated models such as Llama).
 
-    Used in notebooks 01, 02, 04, 05, 06, 08, 09.
+    Used in notebooks 01, 02, 04, 05, 06, 08, 09, 11.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -114,7 +114,7 @@ def parameters_by_part(model: nn.Module) -> pd.DataFrame:
 def with_commas(table: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``table`` whose whole-number columns read 1,235,814,400 (easier on a projector).
 
-    Used in notebooks 01, 02, 03, 04, 06, 07, 08, 09, 10.
+    Used in notebooks 01, 02, 03, 04, 06, 07, 08, 09, 10, 11.
     """
     shown = table.copy()
     for column in shown.columns:
@@ -155,7 +155,7 @@ def linear_layer_table(model: nn.Module, include_lm_head: bool = False) -> pd.Da
     (a convolution, another raw matrix) is not a row: a warning names it, so that no count leaves
     it out silently.
 
-    Used in notebooks 02, 03, 04, 06, 07, 08, 09, 10.
+    Used in notebooks 02, 03, 04, 06, 07, 08, 09, 10, 11.
     """
     expect_model(model, "linear_layer_table")
     parts = parts_of_parameters(model)
@@ -503,7 +503,7 @@ def saved_activations(model: nn.Module):
     counts saved tensors that existed before the block (the input ids, say), and a graph dropped
     while the block still runs would leave its tensors counted.
 
-    Used in notebooks 06, 07, 09.
+    Used in notebooks 06, 07, 09, 11.
     """
     parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
     kept: dict[int, int] = {}

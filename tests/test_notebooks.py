@@ -17,7 +17,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 LEAK = re.compile(r"/tmp/|/root/|/home/|/Users/|hf_[A-Za-z0-9]{20,}")
 BIG_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+|\d{4,}")
 # "Hu et al., 2021", "PEFT issue #3711" or "lines 4016–4052" (of a source file) is a reference, not a count
-CITATION = re.compile(r"[A-Z][A-Za-z-]+(?: et al\.)?,? \(?(?:19|20)\d{2}|(?:issue|PR) #\d+|lines? \d+(?:–\d+)?")
+CITATION = re.compile(r"[A-ZÀ-Þ][A-Za-zÀ-ÿ-]+(?: et al\.)?,? \(?(?:19|20)\d{2}|(?:issue|PR) #\d+|lines? \d+(?:–\d+)?")  # names with accents too
 
 
 def read(path: Path):
@@ -114,7 +114,7 @@ def test_token_never_reaches_an_output(tmp_path):
 
 
 # "Hu et al., 2021", "Hu et al. (2021)", "(Dettmers, 2023)": a cited work, by its first author and year
-CITED_WORK = re.compile(r"\b([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?: et al\.)?,? \(?((?:19|20)\d{2})\b")
+CITED_WORK = re.compile(r"\b([A-ZÀ-Þ][a-zß-ÿ]+(?:-[A-Z][a-z]+)?)(?: et al\.)?,? \(?((?:19|20)\d{2})\b")
 MONTHS = {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"}
 
 
@@ -124,8 +124,8 @@ def cited_works(text: str) -> set[tuple[str, str]]:
 
 def test_cited_work_pattern_finds_the_usual_forms():
     found = cited_works("as Hu et al., 2021 show; (Dettmers et al. (2023)); Kaplan et al. (2020) §2.1; in December 2023; "
-                        "PEFT 0.21")
-    assert found == {("Hu", "2021"), ("Dettmers", "2023"), ("Kaplan", "2020")}
+                        "PEFT 0.21; OLoRA (Büyükakyüz 2024)")
+    assert found == {("Hu", "2021"), ("Dettmers", "2023"), ("Kaplan", "2020"), ("Büyükakyüz", "2024")}
 
 
 def test_every_work_a_notebook_cites_is_in_the_readme_credits():
