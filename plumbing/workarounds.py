@@ -42,7 +42,7 @@ WORKAROUNDS = {
                              "when PEFT changes _check_lora_target_modules_mamba"),
     "DeepSpeed's accelerator warning": ("deepspeed", "0.19.8", "plumbing.workarounds.deepspeed_imported_quietly",
                                         "when DeepSpeed stops warning at import that it fell back to the CPU"),
-    "bitsandbytes' Hub kernel": ("bitsandbytes", "0.50.2", "plumbing.workarounds.bitsandbytes_imported_quietly",
+    "bitsandbytes' Hub kernel": ("bitsandbytes", "0.50.2", "plumbing.workarounds.bitsandbytes_hub_kernel_warning_off",
                                  "when bitsandbytes stops looking for a Hub kernel at import, or says so at debug level"),
 }
 
@@ -59,20 +59,20 @@ def quiet_transformers() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-def bitsandbytes_imported_quietly():
-    """``import bitsandbytes`` without its warning about a kernel it could not fetch from the Hub.
+def bitsandbytes_hub_kernel_warning_off() -> None:
+    """Turn down the logger through which bitsandbytes 0.50.2 warns that a Hub kernel is missing.
 
-    On CPUs with AVX512-BF16, bitsandbytes 0.50.2 tries ``kernels.get_kernel("kernels-community/...")``
-    when its CPU backend loads (``bitsandbytes/backends/cpu/ops.py``) and logs a warning if the ``kernels``
-    package, which downloads code from the Hub, is missing. The course runs offline and never installs it;
-    bitsandbytes then uses its own CPU code, so only that logger is turned down.
+    On CPUs with AVX512-BF16 its CPU backend (``bitsandbytes/backends/cpu/ops.py``) tries
+    ``kernels.get_kernel("kernels-community/...")`` at import and warns when the ``kernels`` package, which
+    downloads code from the Hub, is missing; offline, the course never installs it, and bitsandbytes uses its
+    own CPU code. ``import peft`` imports bitsandbytes, so this runs on import (``import helpers``), before peft.
     """
     import logging
 
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    import bitsandbytes
 
-    return bitsandbytes
+
+bitsandbytes_hub_kernel_warning_off()
 
 
 def deepspeed_imported_quietly():

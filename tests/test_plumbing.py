@@ -78,16 +78,21 @@ def test_collector_is_restored_after_an_error():
     assert gc.isenabled()
 
 
-def test_bitsandbytes_imports_without_its_hub_kernel_warning():
-    """bitsandbytes 0.50.2 logs through its CPU backend's logger when the Hub kernel is missing: that logger is turned down."""
-    import logging
+def test_importing_helpers_before_peft_silences_the_bitsandbytes_hub_kernel_warning():
+    """bitsandbytes 0.50.2 warns at import on CPUs with AVX512-BF16 (peft imports it); helpers turns that logger down first."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from plumbing.workarounds import bitsandbytes_imported_quietly
-
-    bnb = bitsandbytes_imported_quietly()
+    import bitsandbytes
     from bitsandbytes.backends.cpu import ops
+    from bitsandbytes.functional import has_avx512bf16
 
-    assert bnb.__version__ == "0.50.2"
-    assert ops.logger.name == "bitsandbytes.backends.cpu.ops"  # the logger the workaround names
-    assert not ops.logger.isEnabledFor(logging.WARNING)
-    assert "Failed to load CPU gemm_4bit_forward from kernels-community" in inspect.getsource(ops)  # the message it hides
+    message = "Failed to load CPU gemm_4bit_forward from kernels-community"
+    assert bitsandbytes.__version__ == "0.50.2" and message in inspect.getsource(ops)  # the message the workaround hides
+    repo = Path(__file__).resolve().parent.parent
+    quiet, loud = (subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+                   for code in ("import helpers, peft", "import peft"))
+    assert quiet.returncode == loud.returncode == 0
+    assert message not in quiet.stderr
+    assert (message in loud.stderr) == has_avx512bf16()  # where the CPU has it, the workaround is still needed
