@@ -5,7 +5,7 @@ Usage: python tests/bench.py notebooks/01_architecture.ipynb [...]   (or `make b
 Each notebook runs in a fresh process (kernel start included). Beside the
 notebooks we measure, in the same run, an import-only kernel (a notebook whose
 one cell is the setup the counting notebooks 03 and 07 share and nothing else: the retina figure
-format, matplotlib's pyplot, pandas, torch, transformers, peft and helpers), the bare import in
+format, matplotlib's pyplot, pandas, torch, transformers, helpers and peft), the bare import in
 plain Python and the time to load the offline model. The targets:
 
 - every notebook: wall time <= 90 s and peak memory <= 3 GB (the largest process, or all its processes
@@ -75,7 +75,7 @@ print(json.dumps({"seconds": seconds, "peak_mb": max(children, own) / 1024, "slo
 IMPORT_ONLY_NOTEBOOK = {
     "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
                "source": '%config InlineBackend.figure_format = "retina"\n'
-                         "import matplotlib.pyplot as plt\nimport pandas as pd\nimport torch, transformers, peft\nimport helpers"}],
+                         "import matplotlib.pyplot as plt\nimport pandas as pd\nimport torch, transformers\nimport helpers\nimport peft"}],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     "nbformat": 4, "nbformat_minor": 5,
 }
@@ -160,15 +160,15 @@ def loads_the_model(path: Path) -> bool:
 
 def main(paths: list[str]) -> int:
     paths = [Path(p) for p in paths]
-    bare_import = median_seconds("import torch, transformers, peft")
+    bare_import = median_seconds("import torch, transformers, helpers, peft")
     import_kernel = import_only_kernel_seconds(paths[0].parent)
     model_load, warm_load = model_load_seconds()
-    print(f"bare import torch, transformers, peft:  {bare_import:6.2f} s (median of {REPEATS}, plain Python)")
-    print(f"import-only kernel (+ pyplot, helpers): {import_kernel:6.2f} s (median of {REPEATS}, a notebook)")
-    print(f"helpers.load_model(), first call:       {model_load:6.2f} s (its lazy imports included)")
-    print(f"helpers.load_model(), imports warm:     {warm_load:6.2f} s")
+    print(f"bare import torch, transformers, helpers, peft: {bare_import:6.2f} s (median of {REPEATS}, plain Python)")
+    print(f"import-only kernel (+ pyplot, helpers):           {import_kernel:6.2f} s (median of {REPEATS}, a notebook)")
+    print(f"helpers.load_model(), first call:                 {model_load:6.2f} s (its lazy imports included)")
+    print(f"helpers.load_model(), imports warm:               {warm_load:6.2f} s")
     slowest_name, slowest = max(skeleton_seconds().items(), key=lambda item: item[1])
-    print(f"slowest meta-device skeleton:           {slowest:6.2f} s ({slowest_name})")
+    print(f"slowest meta-device skeleton:                     {slowest:6.2f} s ({slowest_name})")
     print()
     print(f"{'notebook':34s} {'seconds':>8s} {'budget s':>8s} {'peak MB':>8s}  verdict")
     failures = 0

@@ -24,6 +24,17 @@ TASK_IDS = {"POLY", "MULTITASK_PROMPT_TUNING"}  # they route every batch by its 
 DOES_NOT_FIT = {"ADAMSS": (ImportError, "scikit-learn"), "XLORA": (ValueError, "use_cache")}
 
 
+def small_config(method: str):
+    """The config of ``method`` for SMALL: its attention projections as targets where it takes targets, plus ARGUMENTS."""
+    config_class = PEFT_TYPE_TO_CONFIG_MAPPING[method]
+    arguments = dict(ARGUMENTS.get(method, {}))
+    if "target_modules" in inspect.signature(config_class).parameters and method not in NO_TARGETS:
+        arguments["target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    if "task_type" in inspect.signature(config_class).parameters:
+        arguments["task_type"] = "CAUSAL_LM"
+    return config_class(**arguments)
+
+
 def test_peft_lists_45_methods():
     assert len(PeftType) == 45  # notebook 11, section 8 says so
 
@@ -31,12 +42,6 @@ def test_peft_lists_45_methods():
 @pytest.mark.parametrize("method", [method.value for method in PeftType])
 def test_each_method_trains_on_the_cpu_or_is_in_the_table(method, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # BOFT's failed CUDA build leaves a folder there
-    config_class = PEFT_TYPE_TO_CONFIG_MAPPING[method]
-    arguments = dict(ARGUMENTS.get(method, {}))
-    if "target_modules" in inspect.signature(config_class).parameters and method not in NO_TARGETS:
-        arguments["target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    if "task_type" in inspect.signature(config_class).parameters:
-        arguments["task_type"] = "CAUSAL_LM"
     torch.manual_seed(0)
     ids = torch.randint(0, SMALL.vocab_size, (1, 8))
     extra = {"task_ids": torch.tensor([0])} if method in TASK_IDS else {}
@@ -44,7 +49,7 @@ def test_each_method_trains_on_the_cpu_or_is_in_the_table(method, monkeypatch, t
     def train_one_step():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BOFT's failed CUDA build, LN tuning's RMSNorm notice
-            wrapped = get_peft_model(LlamaForCausalLM(SMALL), config_class(**arguments))
+            wrapped = get_peft_model(LlamaForCausalLM(SMALL), small_config(method))
         loss = wrapped(input_ids=ids, labels=ids, **extra).loss
         loss.backward()
         trained = [p for p in wrapped.parameters() if p.requires_grad]
@@ -84,3 +89,17 @@ def test_adaption_prompt_refuses_a_qwen_model():
     qwen = Qwen2ForCausalLM(Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=128))
     with pytest.raises(ValueError, match="qwen2"):
         get_peft_model(qwen, peft.AdaptionPromptConfig(adapter_len=4, adapter_layers=1, task_type="CAUSAL_LM"))
+
+
+@pytest.mark.parametrize("method", [method.value for method in PeftType if method.value not in DOES_NOT_FIT])
+def test_only_adalora_counts_more_on_a_bfloat16_model(method, monkeypatch, tmp_path):
+    # Notebook 11, section 5: PEFT 0.21.2 casts AdaLoRA's ranknum to the base dtype and stores it back in a
+    # ParameterDict, which makes it a new, trainable Parameter: one more per adapted layer (here 2 layers x 4 projections)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    counts = []
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            counts.append(get_peft_model(LlamaForCausalLM(SMALL).to(dtype), small_config(method)).get_nb_trainable_parameters()[0])
+    assert counts[1] - counts[0] == (2 * 4 if method == "ADALORA" else 0)
